@@ -1,0 +1,35 @@
+import type { SchemaDb } from '../../shared/db/sql.js';
+import { agentHeartbeat, type AgentInfo } from '../../shared/db/queries/agents.js';
+import { jobExtendLeases } from '../../shared/db/queries/jobs.js';
+import type { Logger } from '../../shared/logger.js';
+import { IntervalService } from '../service.js';
+import type { WorkerPool } from './worker-pool.js';
+
+/**
+ * Every few seconds: marks the agent alive and extends the leases of every job it holds, in two
+ * statements however many jobs run. Jobs whose lease it no longer holds (cancelled, or rescued after
+ * the agent froze) are aborted here.
+ */
+export function createHeartbeat(options: {
+  db: SchemaDb;
+  agent: AgentInfo;
+  pool: WorkerPool;
+  leaseMs: number;
+  intervalMs: number;
+  logger: Logger;
+  state: () => 'running' | 'draining';
+}): IntervalService {
+  const { db, agent, pool, leaseMs, logger } = options;
+  return new IntervalService(
+    'heartbeat',
+    options.intervalMs,
+    async () => {
+      await agentHeartbeat(db, agent, options.state());
+      const held = pool.heldLeases();
+      if (held.length === 0) return;
+      const stillHeld = await jobExtendLeases(db, held, leaseMs);
+      if (stillHeld.size < held.length) pool.dropLost(stillHeld);
+    },
+    (error) => logger.error('heartbeat failed', { error: (error as Error).message }),
+  );
+}

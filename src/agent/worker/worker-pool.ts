@@ -1,0 +1,246 @@
+import type { SchemaDb } from '../../shared/db/sql.js';
+import { jobClaimBatch, jobReleaseMany, type ClaimedJob, type LeaseRef } from '../../shared/db/queries/jobs.js';
+import { PermanentFailure, Snooze } from '../../shared/handler-signals.js';
+import type { Logger } from '../../shared/logger.js';
+import { JobAbort } from './abort-reasons.js';
+import type { Completer } from './completer.js';
+import type { Executor } from './executors/executor.js';
+
+export interface WorkerPoolOptions {
+  agentId: string;
+  db: SchemaDb;
+  executor: Executor;
+  completer: Completer;
+  logger: Logger;
+  /** null: every queue */
+  queues: readonly string[] | null;
+  concurrency: number;
+  /** jobs claimed ahead of free slots, so a slot never waits for a round trip */
+  prefetch: number;
+  leaseMs: number;
+  defaultTimeoutMs: number;
+  /** per-queue limits on this agent's running jobs */
+  queueConcurrency: Readonly<Record<string, number>>;
+}
+
+interface RunningJob {
+  job: ClaimedJob;
+  controller: AbortController;
+  timer: NodeJS.Timeout;
+  settled: boolean;
+}
+
+/**
+ * Claims jobs in batches and runs them with bounded concurrency. Claimed jobs wait in a small local
+ * buffer; each runs with an AbortSignal that fires on timeout, cancellation, a lost lease or shutdown.
+ */
+export class WorkerPool {
+  private readonly buffer: ClaimedJob[] = [];
+  private readonly running = new Map<number, RunningJob>();
+  private readonly runningPerQueue = new Map<string, number>();
+  private fetching = false;
+  private fetchAgain = false;
+  private stopped = false;
+  private idleWaiters: (() => void)[] = [];
+  private readonly tasks: string[] | null;
+  private readonly hasQueueLimits: boolean;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    this.tasks = options.executor.tasks();
+    this.hasQueueLimits = Object.keys(options.queueConcurrency).length > 0;
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Every job this agent holds a lease on: running and buffered. */
+  heldLeases(): LeaseRef[] {
+    const refs: LeaseRef[] = this.buffer.map((job) => ({ id: job.id, leaseEpoch: job.leaseEpoch }));
+    for (const { job, settled } of this.running.values()) if (!settled) refs.push({ id: job.id, leaseEpoch: job.leaseEpoch });
+    return refs;
+  }
+
+  /** Something may be ready: claim if there is room. Safe to call often; claims never overlap. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.fetching) {
+      this.fetchAgain = true;
+      return;
+    }
+    if (this.room() > 0) void this.fetchLoop();
+  }
+
+  private room(): number {
+    const o = this.options;
+    return o.concurrency + o.prefetch - this.running.size - this.buffer.length;
+  }
+
+  private async fetchLoop(): Promise<void> {
+    this.fetching = true;
+    try {
+      do {
+        this.fetchAgain = false;
+        const limit = this.room();
+        if (limit <= 0 || this.stopped) break;
+        const jobs = await jobClaimBatch(this.options.db, {
+          agentId: this.options.agentId,
+          leaseMs: this.options.leaseMs,
+          queues: this.options.queues,
+          tasks: this.tasks,
+          limit,
+        });
+        if (this.stopped) {
+          await jobReleaseMany(this.options.db, jobs);
+          break;
+        }
+        for (const job of jobs) this.buffer.push(job);
+        this.dispatch();
+        // A full batch means more may be waiting.
+        if (jobs.length === limit) this.fetchAgain = true;
+      } while (this.fetchAgain);
+    } catch (error) {
+      this.options.logger.error('claiming jobs failed; will retry on the next poll', { error: (error as Error).message });
+    } finally {
+      this.fetching = false;
+    }
+  }
+
+  private dispatch(): void {
+    const { concurrency, queueConcurrency } = this.options;
+    if (!this.hasQueueLimits) {
+      while (this.running.size < concurrency && this.buffer.length > 0) this.start(this.buffer.shift()!);
+      return;
+    }
+    for (let i = 0; i < this.buffer.length && this.running.size < concurrency; ) {
+      const job = this.buffer[i];
+      const limit = queueConcurrency[job.queue];
+      if (limit !== undefined && (this.runningPerQueue.get(job.queue) ?? 0) >= limit) {
+        i++;
+        continue;
+      }
+      this.buffer.splice(i, 1);
+      this.start(job);
+    }
+  }
+
+  private start(job: ClaimedJob): void {
+    const controller = new AbortController();
+    const timeoutMs = job.timeoutMs ?? this.options.defaultTimeoutMs;
+    const entry: RunningJob = {
+      job,
+      controller,
+      settled: false,
+      timer: setTimeout(() => this.abort(job.id, new JobAbort('timed_out', `timed out after ${timeoutMs} ms`)), timeoutMs),
+    };
+    this.running.set(job.id, entry);
+    this.runningPerQueue.set(job.queue, (this.runningPerQueue.get(job.queue) ?? 0) + 1);
+    const context = {
+      job: { id: job.id, task: job.task, queue: job.queue, priority: job.priority, attempt: job.attempt, maxAttempts: job.maxAttempts },
+      signal: controller.signal,
+      idempotencyKey: `wida-job-${job.id}`,
+      logger: this.options.logger,
+    };
+    let execution: Promise<unknown>;
+    try {
+      execution = this.options.executor.execute(job.task, job.payload, context);
+    } catch (error) {
+      execution = Promise.reject(error);
+    }
+    execution.then(
+      (result) => this.settle(entry, undefined, result),
+      (error) => this.settle(entry, error, undefined),
+    );
+  }
+
+  /** Fires a running job's signal and settles it at once: a handler that ignores its signal is abandoned. */
+  abort(jobId: number, reason: JobAbort): boolean {
+    const entry = this.running.get(jobId);
+    if (!entry || entry.settled) return false;
+    entry.controller.abort(reason);
+    this.settle(entry, reason, undefined);
+    return true;
+  }
+
+  private settle(entry: RunningJob, error: unknown, result: unknown): void {
+    if (entry.settled) return;
+    entry.settled = true;
+    clearTimeout(entry.timer);
+    const { job } = entry;
+    this.running.delete(job.id);
+    this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
+    const run = { id: job.id, leaseEpoch: job.leaseEpoch };
+    const { completer } = this.options;
+    if (error === undefined) {
+      completer.complete(run, result);
+    } else if (error instanceof JobAbort) {
+      // Cancelled or lost jobs are no longer ours to record; shutdown releases them instead.
+      if (error.outcome === 'timed_out') completer.fail({ ...run, outcome: 'timed_out', error: error.message });
+    } else if (error instanceof Snooze) {
+      completer.fail({ ...run, outcome: 'snoozed', error: error.message, snoozeMs: error.delayMs });
+    } else {
+      const { message, stack } = describeError(error);
+      completer.fail({ ...run, outcome: 'failed', error: message, stack, permanent: error instanceof PermanentFailure });
+    }
+    this.dispatch();
+    this.wake();
+    if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /** Forgets buffered jobs and aborts running ones whose lease this agent no longer holds. */
+  dropLost(stillHeld: Set<number>): void {
+    for (let i = this.buffer.length - 1; i >= 0; i--) if (!stillHeld.has(this.buffer[i].id)) this.buffer.splice(i, 1);
+    for (const { job } of [...this.running.values()]) {
+      if (!stillHeld.has(job.id)) this.abort(job.id, new JobAbort('lease_lost', 'the lease was lost (cancelled or taken over)'));
+    }
+  }
+
+  /** Releases buffered jobs of a queue that was just paused. */
+  async releaseQueue(queue: string): Promise<void> {
+    const released = this.takeBuffered((job) => job.queue === queue);
+    await jobReleaseMany(this.options.db, released);
+  }
+
+  private takeBuffered(match: (job: ClaimedJob) => boolean): ClaimedJob[] {
+    const taken = this.buffer.filter(match);
+    for (const job of taken) this.buffer.splice(this.buffer.indexOf(job), 1);
+    return taken;
+  }
+
+  /**
+   * Stops claiming and gives back buffered jobs at once; waits up to `graceMs` for running jobs, then
+   * aborts the rest and releases them to pending.
+   */
+  async stop(graceMs: number): Promise<void> {
+    this.stopped = true;
+    const buffered = this.takeBuffered(() => true);
+    await jobReleaseMany(this.options.db, buffered).catch((error) =>
+      this.options.logger.error('could not release buffered jobs; their leases will expire', { error: (error as Error).message }),
+    );
+    if (this.running.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    const leftover = [...this.running.values()].map(({ job }) => job);
+    for (const job of leftover) this.abort(job.id, new JobAbort('shutdown', 'the agent is shutting down'));
+    if (leftover.length > 0) {
+      this.options.logger.warn('shutdown grace period over; releasing running jobs', { jobs: leftover.map((j) => j.id) });
+      await jobReleaseMany(this.options.db, leftover);
+    }
+  }
+}
+
+/** A handler may throw anything; turn it into a message and maybe a stack. */
+export function describeError(error: unknown): { message: string; stack?: string } {
+  if (error instanceof Error) return { message: error.message || error.name, stack: error.stack };
+  if (typeof error === 'string') return { message: error };
+  try {
+    return { message: `non-Error thrown: ${JSON.stringify(error)}` };
+  } catch {
+    return { message: `non-Error thrown: ${String(error)}` };
+  }
+}

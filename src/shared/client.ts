@@ -1,0 +1,145 @@
+import pg from 'pg';
+import * as admin from './admin.js';
+import { loadConfig } from './config.js';
+import { SchemaDb, type Queryable } from './db/sql.js';
+import { createPool } from './db/pool.js';
+import { jobFindByIdempotencyKeys, jobInsertMany } from './db/queries/jobs.js';
+import { ValidationError } from './errors.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow, type JobSpec } from './job-spec.js';
+
+export interface ClientOptions {
+  /** defaults to WIDA_DATABASE_URL */
+  databaseUrl?: string;
+  /** defaults to WIDA_SCHEMA, then "wida" */
+  schema?: string;
+  /** use this pool instead of opening one (it is not closed by close()) */
+  pool?: pg.Pool;
+  maxPayloadBytes?: number;
+}
+
+export interface EnqueueOptions {
+  /** the caller's pg client inside an open transaction: the job exists if and only if it commits */
+  client?: Queryable;
+}
+
+export interface EnqueueResult {
+  id: number;
+  /** true when a job with the same idempotency key already existed; `id` is that job's */
+  duplicate: boolean;
+}
+
+export interface WidaClient {
+  readonly db: SchemaDb;
+  enqueue(spec: JobSpec, options?: EnqueueOptions): Promise<EnqueueResult>;
+  enqueueMany(specs: readonly JobSpec[], options?: EnqueueOptions): Promise<EnqueueResult[]>;
+  getJob(id: number): Promise<admin.JobRow>;
+  listJobs(filter?: admin.JobListFilter): Promise<admin.JobRow[]>;
+  retryJob(id: number): Promise<void>;
+  cancelJob(id: number): Promise<void>;
+  dropJob(id: number): Promise<void>;
+  replayJob(id: number): Promise<void>;
+  listDead(filter?: Omit<admin.JobListFilter, 'states'>): Promise<admin.JobRow[]>;
+  replayDead(filter: admin.DeadFilter): Promise<number[]>;
+  purgeDead(filter: admin.DeadFilter): Promise<number[]>;
+  pauseQueue(queue: string): Promise<void>;
+  resumeQueue(queue: string): Promise<void>;
+  listQueues(): Promise<admin.QueueSummary[]>;
+  listAgents(): Promise<admin.AgentRow[]>;
+  close(): Promise<void>;
+}
+
+/** The application's handle on Wida: enqueue jobs and run operator actions. */
+export function createClient(options: ClientOptions = {}): WidaClient {
+  const config = options.databaseUrl && options.schema ? undefined : loadConfig();
+  const databaseUrl = options.databaseUrl ?? config?.WIDA_DATABASE_URL;
+  const schema = options.schema ?? config?.WIDA_SCHEMA ?? 'wida';
+  if (!options.pool && !databaseUrl) {
+    throw new ValidationError('databaseUrl', 'no database configured: pass databaseUrl or a pool, or set WIDA_DATABASE_URL');
+  }
+  const ownsPool = !options.pool;
+  const pool = options.pool ?? createPool(databaseUrl!, { applicationName: 'wida client' });
+  const db = new SchemaDb(pool, schema);
+  const maxPayloadBytes = options.maxPayloadBytes ?? config?.WIDA_MAX_PAYLOAD_BYTES ?? DEFAULT_MAX_PAYLOAD_BYTES;
+
+  async function enqueueMany(specs: readonly JobSpec[], enqueueOptions: EnqueueOptions = {}): Promise<EnqueueResult[]> {
+    if (!Array.isArray(specs)) throw new ValidationError('jobs', 'enqueueMany takes an array of job specs');
+    if (specs.length === 0) return [];
+    const rows = specs.map((spec, i) => toInsertRow(spec, maxPayloadBytes, specs.length > 1 ? i : undefined));
+    return insertRows(enqueueOptions.client ? db.on(enqueueOptions.client) : db, rows);
+  }
+
+  return {
+    db,
+    enqueueMany,
+    async enqueue(spec, enqueueOptions) {
+      const row = toInsertRow(spec, maxPayloadBytes);
+      const [result] = await insertRows(enqueueOptions?.client ? db.on(enqueueOptions.client) : db, [row]);
+      return result;
+    },
+    getJob: (id) => admin.getJob(db, id),
+    listJobs: (filter) => admin.listJobs(db, filter),
+    retryJob: (id) => admin.retryJob(db, id),
+    cancelJob: (id) => admin.cancelJob(db, id),
+    dropJob: (id) => admin.dropJob(db, id),
+    replayJob: (id) => admin.replayJob(db, id),
+    listDead: (filter) => admin.listDead(db, filter),
+    replayDead: (filter) => admin.replayDead(db, filter),
+    purgeDead: (filter) => admin.purgeDead(db, filter),
+    pauseQueue: (queue) => admin.pauseQueue(db, queue),
+    resumeQueue: (queue) => admin.resumeQueue(db, queue),
+    listQueues: () => admin.listQueues(db),
+    listAgents: () => admin.listAgents(db),
+    async close() {
+      if (ownsPool) await pool.end();
+    },
+  };
+}
+
+/**
+ * Inserts rows and maps each input to its job. A row whose idempotency key is taken gets the existing
+ * job. The unique index decides races; if the holder of a key vanishes between the insert and the
+ * look-up (deleted by retention), the insert is tried again.
+ */
+async function insertRows(db: SchemaDb, rows: JobInsertRow[]): Promise<EnqueueResult[]> {
+  const results = new Array<EnqueueResult>(rows.length);
+  let todo = rows.map((_, i) => i);
+  for (let round = 0; round < 3 && todo.length > 0; round++) {
+    const inserted = await jobInsertMany(db, todo.map((i) => rows[i]));
+    const createdByKey = new Map<string, number>();
+    const unkeyedIds: number[] = [];
+    for (const job of inserted) {
+      if (job.idempotencyKey === null) unkeyedIds.push(job.id);
+      else createdByKey.set(job.idempotencyKey, job.id);
+    }
+    const keptInThisBatch = new Map<string, number>();
+    const keyTaken: number[] = [];
+    let nextUnkeyed = 0;
+    for (const i of todo) {
+      const key = rows[i].idempotency_key;
+      const created = key === undefined ? undefined : createdByKey.get(key);
+      if (key === undefined) {
+        results[i] = { id: unkeyedIds[nextUnkeyed++], duplicate: false };
+      } else if (created !== undefined) {
+        results[i] = { id: created, duplicate: false };
+        createdByKey.delete(key);
+        keptInThisBatch.set(key, created);
+      } else if (keptInThisBatch.has(key)) {
+        results[i] = { id: keptInThisBatch.get(key)!, duplicate: true };
+      } else {
+        keyTaken.push(i);
+      }
+    }
+    if (keyTaken.length === 0) return results;
+    const existing = await jobFindByIdempotencyKeys(db, [...new Set(keyTaken.map((i) => rows[i].idempotency_key!))]);
+    const existingByKey = new Map(existing.map((job) => [job.idempotencyKey!, job.id]));
+    todo = keyTaken.filter((i) => {
+      const id = existingByKey.get(rows[i].idempotency_key!);
+      if (id !== undefined) results[i] = { id, duplicate: true };
+      return id === undefined;
+    });
+  }
+  if (todo.length > 0) {
+    throw new ValidationError('idempotencyKey', `idempotency key ${JSON.stringify(rows[todo[0]].idempotency_key)} kept changing hands; enqueue again`);
+  }
+  return results;
+}

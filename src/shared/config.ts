@@ -1,0 +1,65 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
+import { z } from 'zod';
+import { durationField } from './duration.js';
+import { ConfigError } from './errors.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES } from './job-spec.js';
+import { validateSchemaName } from './db/sql.js';
+
+const positiveInt = (name: string) =>
+  z.coerce.number({ error: `${name} must be a whole number` }).int(`${name} must be a whole number`).positive(`${name} must be greater than 0`);
+
+/** Settings from the environment (and .env). Flags override these in the CLI before validation. */
+const configSchema = z
+  .object({
+    WIDA_DATABASE_URL: z
+      .string()
+      .refine((url) => /^postgres(ql)?:\/\//.test(url), 'WIDA_DATABASE_URL must be a postgres:// or postgresql:// URL')
+      .optional(),
+    WIDA_SCHEMA: z.string().default('wida').refine((name) => {
+      try {
+        validateSchemaName(name);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'WIDA_SCHEMA must be lowercase letters, digits and _, starting with a letter or _, at most 47 characters'),
+    WIDA_PORT: positiveInt('WIDA_PORT').max(65535, 'WIDA_PORT must be at most 65535').default(7070),
+    WIDA_WORKER_CONCURRENCY: positiveInt('WIDA_WORKER_CONCURRENCY').default(10),
+    WIDA_MAX_PAYLOAD_BYTES: positiveInt('WIDA_MAX_PAYLOAD_BYTES').default(DEFAULT_MAX_PAYLOAD_BYTES),
+    WIDA_LEASE: durationField('WIDA_LEASE', { min: 1000 }).default(30_000),
+    WIDA_POLL_INTERVAL: durationField('WIDA_POLL_INTERVAL', { min: 10 }).default(1_000),
+    WIDA_SHUTDOWN_GRACE: durationField('WIDA_SHUTDOWN_GRACE').default(10_000),
+    WIDA_RETENTION: durationField('WIDA_RETENTION').default(86_400_000),
+    WIDA_JOB_TIMEOUT: durationField('WIDA_JOB_TIMEOUT', { min: 1 }).default(15 * 60_000),
+  })
+  .superRefine((config, ctx) => {
+    if (config.WIDA_POLL_INTERVAL > config.WIDA_LEASE) {
+      ctx.addIssue({ code: 'custom', path: ['WIDA_POLL_INTERVAL'], message: 'WIDA_POLL_INTERVAL must not be longer than WIDA_LEASE' });
+    }
+  });
+
+export type WidaConfig = Readonly<z.output<typeof configSchema>>;
+export type ConfigInput = Partial<Record<keyof z.input<typeof configSchema>, string | number | undefined>>;
+
+/** Reads KEY=value lines from a .env file; a missing file is no settings. */
+export function readDotEnv(path = '.env'): Record<string, string> {
+  if (!existsSync(path)) return {};
+  return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
+}
+
+/** Builds the config once: flags, then environment, then .env, then defaults. Throws a ConfigError naming each bad value. */
+export function loadConfig(
+  flags: ConfigInput = {},
+  env: NodeJS.ProcessEnv = process.env,
+  dotEnv: Record<string, string> = readDotEnv(),
+): WidaConfig {
+  const merged: Record<string, unknown> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = flags[key as keyof ConfigInput] ?? env[key] ?? dotEnv[key];
+    if (value !== undefined && value !== '') merged[key] = value;
+  }
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);
+  return Object.freeze(parsed.data);
+}

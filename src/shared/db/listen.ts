@@ -1,0 +1,74 @@
+import pg from 'pg';
+
+export interface ListenerOptions {
+  connectionString: string;
+  channels: readonly string[];
+  onNotification: (channel: string, payload: string) => void;
+  /** called after every (re)connect: notifications may have been missed while disconnected */
+  onConnected?: () => void;
+  onError?: (error: Error) => void;
+}
+
+/**
+ * A dedicated connection that LISTENs and reconnects with backoff when it drops. Notifications are hints:
+ * whoever listens must also poll, because a notification sent while disconnected is lost.
+ */
+export class Listener {
+  private client: pg.Client | undefined;
+  private stopped = false;
+  private retryMs = 100;
+  private retryTimer: NodeJS.Timeout | undefined;
+  connected = false;
+
+  constructor(private readonly options: ListenerOptions) {}
+
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    if (this.stopped) return;
+    const client = new pg.Client({ connectionString: this.options.connectionString, application_name: 'wida listen', keepAlive: true });
+    client.on('notification', (message) => this.options.onNotification(message.channel, message.payload ?? ''));
+    client.on('error', (error) => this.lost(client, error));
+    client.on('end', () => this.lost(client, new Error('listen connection ended')));
+    try {
+      await client.connect();
+      for (const channel of this.options.channels) await client.query(`LISTEN "${channel}"`);
+    } catch (error) {
+      this.lost(client, error as Error);
+      return;
+    }
+    if (this.stopped) {
+      await client.end().catch(() => {});
+      return;
+    }
+    this.client = client;
+    this.connected = true;
+    this.retryMs = 100;
+    this.options.onConnected?.();
+  }
+
+  private lost(client: pg.Client, error: Error): void {
+    if (this.client !== undefined && this.client !== client) return;
+    if (this.retryTimer || this.stopped) return;
+    this.client = undefined;
+    this.connected = false;
+    client.end().catch(() => {});
+    this.options.onError?.(error);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.connect();
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, 5_000);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    const client = this.client;
+    this.client = undefined;
+    this.connected = false;
+    if (client) await client.end().catch(() => {});
+  }
+}

@@ -1,0 +1,62 @@
+/** The agents table: one row per agent process, refreshed by its heartbeat. */
+import { statement, type SchemaDb } from '../sql.js';
+
+export interface AgentInfo {
+  id: string;
+  host: string;
+  pid: number;
+  version: string;
+  queues: string[] | null;
+  concurrency: number;
+}
+
+const HEARTBEAT = statement(
+  'agent_heartbeat',
+  `INSERT INTO @.agents (id, host, pid, version, queues, concurrency, state)
+   VALUES ($1, $2, $3, $4, $5, $6, $7)
+   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), state = EXCLUDED.state`,
+);
+
+/** Records that the agent is alive (and registers it on the first beat). */
+export async function agentHeartbeat(db: SchemaDb, agent: AgentInfo, state: 'running' | 'draining' | 'stopped'): Promise<void> {
+  await db.rows(HEARTBEAT, [agent.id, agent.host, agent.pid, agent.version, agent.queues, agent.concurrency, state]);
+}
+
+export interface AgentRow extends AgentInfo {
+  state: string;
+  startedAt: Date;
+  heartbeatAt: Date;
+  heartbeatAgeMs: number;
+}
+
+const LIST = statement(
+  'agent_list',
+  `SELECT *, (extract(epoch FROM now() - heartbeat_at) * 1000)::bigint AS heartbeat_age_ms
+     FROM @.agents ORDER BY started_at DESC`,
+);
+
+export async function agentList(db: SchemaDb): Promise<AgentRow[]> {
+  const rows = await db.rows(LIST);
+  return rows.map((row) => ({
+    id: row.id,
+    host: row.host,
+    pid: row.pid,
+    version: row.version,
+    queues: row.queues,
+    concurrency: row.concurrency,
+    state: row.state,
+    startedAt: row.started_at,
+    heartbeatAt: row.heartbeat_at,
+    heartbeatAgeMs: Number(row.heartbeat_age_ms),
+  }));
+}
+
+const DELETE_STALE = statement(
+  'agent_delete_stale',
+  `DELETE FROM @.agents WHERE heartbeat_at < coalesce($2::timestamptz, now()) - $1 * interval '1 millisecond'`,
+);
+
+/** Forgets agents that have not beaten for `olderThanMs`. */
+export async function agentDeleteStale(db: SchemaDb, olderThanMs: number, now?: Date): Promise<number> {
+  return db.rowCount(DELETE_STALE, [olderThanMs, now ?? null]);
+}

@@ -1,0 +1,224 @@
+/**
+ * The jobs table for operators: read, list, and the actions on one job (retry, cancel, drop, replay) and
+ * on the DLQ. Each action locks the row, checks its state against the allowed list and changes it in one
+ * statement, and reports the state it found, so the caller can say why an action did not apply.
+ */
+import { statement, type SchemaDb, type Statement } from '../sql.js';
+
+export interface JobRow {
+  id: number;
+  queue: string;
+  task: string;
+  payload: unknown;
+  priority: number;
+  state: string;
+  attempt: number;
+  maxAttempts: number;
+  runAt: Date;
+  claimedBy: string | null;
+  leaseExpiresAt: Date | null;
+  leaseEpoch: number;
+  timeoutMs: number | null;
+  backoff: { strategy: string; baseMs: number; factor: number; maxMs: number; jitter: number };
+  idempotencyKey: string | null;
+  lastError: string | null;
+  attemptLog: AttemptLogEntry[];
+  result: unknown;
+  progress: unknown;
+  replayCount: number;
+  workflowId: number | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+}
+
+export interface AttemptLogEntry {
+  attempt?: number;
+  agent?: string | null;
+  started_at?: string | null;
+  finished_at?: string;
+  outcome: string;
+  error?: string | null;
+  stack?: string | null;
+  at?: string;
+}
+
+function toJobRow(row: any): JobRow {
+  return {
+    id: Number(row.id),
+    queue: row.queue,
+    task: row.task,
+    payload: row.payload,
+    priority: row.priority,
+    state: row.state,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    runAt: row.run_at,
+    claimedBy: row.claimed_by,
+    leaseExpiresAt: row.lease_expires_at,
+    leaseEpoch: row.lease_epoch,
+    timeoutMs: row.timeout_ms,
+    backoff: {
+      strategy: row.backoff_strategy,
+      baseMs: row.backoff_base_ms,
+      factor: row.backoff_factor,
+      maxMs: row.backoff_max_ms,
+      jitter: row.backoff_jitter,
+    },
+    idempotencyKey: row.idempotency_key,
+    lastError: row.last_error,
+    attemptLog: row.attempt_log,
+    result: row.result,
+    progress: row.progress,
+    replayCount: row.replay_count,
+    workflowId: row.workflow_id === null ? null : Number(row.workflow_id),
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+  };
+}
+
+const GET = statement('job_get', `SELECT * FROM @.jobs WHERE id = $1`);
+
+export async function jobGet(db: SchemaDb, id: number): Promise<JobRow | undefined> {
+  const [row] = await db.rows(GET, [id]);
+  return row ? toJobRow(row) : undefined;
+}
+
+export interface JobListFilter {
+  states?: readonly string[];
+  queue?: string;
+  task?: string;
+  /** matched case-insensitively against the task, the payload and the last error */
+  text?: string;
+  /** only jobs finished at or after this time */
+  finishedSince?: Date;
+  limit?: number;
+  /** page backwards from this id (exclusive) */
+  beforeId?: number;
+}
+
+const LIST = statement(
+  'job_list',
+  `SELECT * FROM @.jobs
+    WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
+      AND ($2::text IS NULL OR queue = $2)
+      AND ($3::text IS NULL OR task = $3)
+      AND ($4::text IS NULL OR task ILIKE '%' || $4 || '%' OR payload::text ILIKE '%' || $4 || '%'
+           OR last_error ILIKE '%' || $4 || '%')
+      AND ($5::timestamptz IS NULL OR finished_at >= $5)
+      AND ($7::bigint IS NULL OR id < $7)
+    ORDER BY id DESC
+    LIMIT $6`,
+);
+
+export async function jobList(db: SchemaDb, filter: JobListFilter = {}): Promise<JobRow[]> {
+  const rows = await db.rows(LIST, [
+    filter.states ?? null,
+    filter.queue ?? null,
+    filter.task ?? null,
+    filter.text ?? null,
+    filter.finishedSince ?? null,
+    filter.limit ?? 100,
+    filter.beforeId ?? null,
+  ]);
+  return rows.map(toJobRow);
+}
+
+/** What an action found: the job's state before, and whether the action applied. */
+export interface ActionOutcome {
+  previousState: string;
+  changed: boolean;
+  claimedBy: string | null;
+  queue: string;
+}
+
+function action(name: string, change: string): Statement {
+  return statement(
+    name,
+    `WITH target AS (SELECT id, state, claimed_by, queue FROM @.jobs WHERE id = $1 FOR UPDATE),
+     changed AS (${change} RETURNING j.id)
+     SELECT t.state, t.claimed_by, t.queue, (SELECT count(*) FROM changed) > 0 AS changed FROM target t`,
+  );
+}
+
+const RETRY = action(
+  'job_retry',
+  `UPDATE @.jobs AS j
+      SET state = 'pending', run_at = now(), finished_at = NULL,
+          attempt = CASE WHEN t.state = 'pending' THEN j.attempt ELSE 0 END,
+          attempt_log = CASE WHEN t.state = 'pending' THEN j.attempt_log
+                             ELSE j.attempt_log || jsonb_build_object('outcome', 'retried', 'at', now()) END
+     FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+);
+
+const CANCEL = action(
+  'job_cancel',
+  `UPDATE @.jobs AS j
+      SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL,
+          attempt_log = CASE WHEN t.state = 'running' THEN j.attempt_log || jsonb_build_object(
+            'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
+            'outcome', 'cancelled', 'error', 'cancelled by an operator') ELSE j.attempt_log END
+     FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+);
+
+const DROP = action('job_drop', `DELETE FROM @.jobs AS j USING target t WHERE j.id = t.id AND t.state = ANY($2::text[])`);
+
+const REPLAY = action(
+  'job_replay',
+  `UPDATE @.jobs AS j
+      SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0, replay_count = j.replay_count + 1,
+          attempt_log = j.attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
+     FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+);
+
+const ACTIONS = { retry: RETRY, cancel: CANCEL, drop: DROP, replay: REPLAY };
+
+/** Applies an operator action to one job if its state allows; undefined when the job does not exist. */
+export async function jobApplyAction(
+  db: SchemaDb,
+  actionName: keyof typeof ACTIONS,
+  id: number,
+  allowedStates: readonly string[],
+): Promise<ActionOutcome | undefined> {
+  const [row] = await db.rows(ACTIONS[actionName], [id, allowedStates]);
+  return row ? { previousState: row.state, changed: row.changed, claimedBy: row.claimed_by, queue: row.queue } : undefined;
+}
+
+export interface DeadFilter {
+  ids?: readonly number[];
+  queue?: string;
+  task?: string;
+  finishedSince?: Date;
+}
+
+const DEAD_MATCH = `state = 'dead'
+      AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
+      AND ($2::text IS NULL OR queue = $2)
+      AND ($3::text IS NULL OR task = $3)
+      AND ($4::timestamptz IS NULL OR finished_at >= $4)`;
+
+const REPLAY_DEAD = statement(
+  'job_replay_dead',
+  `UPDATE @.jobs
+      SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0, replay_count = replay_count + 1,
+          attempt_log = attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
+    WHERE ${DEAD_MATCH}
+   RETURNING id`,
+);
+
+const PURGE_DEAD = statement('job_purge_dead', `DELETE FROM @.jobs WHERE ${DEAD_MATCH} RETURNING id`);
+
+function deadParams(filter: DeadFilter): unknown[] {
+  return [filter.ids ?? null, filter.queue ?? null, filter.task ?? null, filter.finishedSince ?? null];
+}
+
+/** Replays every dead job matching the filter; returns their ids. */
+export async function jobReplayDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
+  return (await db.rows(REPLAY_DEAD, deadParams(filter))).map((row) => Number(row.id));
+}
+
+/** Deletes every dead job matching the filter; returns their ids. */
+export async function jobPurgeDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
+  return (await db.rows(PURGE_DEAD, deadParams(filter))).map((row) => Number(row.id));
+}

@@ -1,0 +1,285 @@
+/**
+ * The jobs table on the hot path: insert, claim, complete, fail, lease upkeep, rescue and retention.
+ * Operator actions on single jobs live in jobs-admin.ts.
+ */
+import { JOB_DEFAULTS, type JobInsertRow } from '../../job-spec.js';
+import { statement, type SchemaDb } from '../sql.js';
+import { notifyJobsReady } from './notifications.js';
+
+export interface InsertedJob {
+  id: number;
+  idempotencyKey: string | null;
+}
+
+// Omitted fields take JOB_DEFAULTS; ordinality keeps the output in input order.
+const INSERT = statement(
+  'job_insert_many',
+  `WITH spec AS (
+     SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (
+       task text, queue text, payload jsonb, priority smallint, run_at timestamptz, delay_ms bigint,
+       max_attempts integer, timeout_ms integer, backoff_strategy text, backoff_base_ms integer,
+       backoff_factor real, backoff_max_ms integer, backoff_jitter real, idempotency_key text)) WITH ORDINALITY AS s(
+       task, queue, payload, priority, run_at, delay_ms, max_attempts, timeout_ms, backoff_strategy, backoff_base_ms,
+       backoff_factor, backoff_max_ms, backoff_jitter, idempotency_key, ord)
+   ),
+   inserted AS (
+     INSERT INTO @.jobs (task, queue, payload, priority, run_at, max_attempts, timeout_ms, backoff_strategy,
+                         backoff_base_ms, backoff_factor, backoff_max_ms, backoff_jitter, idempotency_key)
+     SELECT task, coalesce(queue, '${JOB_DEFAULTS.queue}'), coalesce(payload, 'null'),
+            coalesce(priority, ${JOB_DEFAULTS.priority}),
+            coalesce(run_at, now() + coalesce(delay_ms, 0) * interval '1 millisecond'),
+            coalesce(max_attempts, ${JOB_DEFAULTS.maxAttempts}), timeout_ms,
+            coalesce(backoff_strategy, '${JOB_DEFAULTS.backoffStrategy}'),
+            coalesce(backoff_base_ms, ${JOB_DEFAULTS.backoffBaseMs}), coalesce(backoff_factor, ${JOB_DEFAULTS.backoffFactor}),
+            coalesce(backoff_max_ms, ${JOB_DEFAULTS.backoffMaxMs}), coalesce(backoff_jitter, ${JOB_DEFAULTS.backoffJitter}),
+            idempotency_key
+       FROM spec ORDER BY ord
+     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+     RETURNING id, idempotency_key, queue, run_at
+   ),
+   woken AS (
+     SELECT count(pg_notify('@channel_jobs', queue)) AS n
+       FROM (SELECT DISTINCT queue FROM inserted WHERE run_at <= now()) q
+   )
+   SELECT inserted.id, inserted.idempotency_key FROM inserted, woken ORDER BY inserted.id`,
+);
+
+/** Inserts jobs in one statement. Jobs whose idempotency key is taken are left out of the result. */
+export async function jobInsertMany(db: SchemaDb, rows: readonly JobInsertRow[]): Promise<InsertedJob[]> {
+  const result = await db.rows(INSERT, [JSON.stringify(rows)]);
+  return result.map((row) => ({ id: Number(row.id), idempotencyKey: row.idempotency_key }));
+}
+
+const FIND_BY_KEYS = statement(
+  'job_find_by_idempotency_keys',
+  `SELECT id, idempotency_key FROM @.jobs WHERE idempotency_key = ANY($1::text[])`,
+);
+
+export async function jobFindByIdempotencyKeys(db: SchemaDb, keys: readonly string[]): Promise<InsertedJob[]> {
+  const result = await db.rows(FIND_BY_KEYS, [keys]);
+  return result.map((row) => ({ id: Number(row.id), idempotencyKey: row.idempotency_key }));
+}
+
+export interface ClaimedJob {
+  id: number;
+  queue: string;
+  task: string;
+  payload: unknown;
+  priority: number;
+  attempt: number;
+  maxAttempts: number;
+  leaseEpoch: number;
+  timeoutMs: number | null;
+}
+
+// ANY(ARRAY(...)) rather than IN (...): on PostgreSQL 15 the IN form scanned the whole table per claim.
+const CLAIM = statement(
+  'job_claim_batch',
+  `UPDATE @.jobs
+      SET state = 'running', attempt = attempt + 1, lease_epoch = lease_epoch + 1, claimed_by = $1,
+          lease_expires_at = coalesce($5::timestamptz, now()) + $2 * interval '1 millisecond',
+          started_at = coalesce($5::timestamptz, now())
+    WHERE id = ANY(ARRAY(
+      SELECT id FROM @.jobs
+       WHERE state = 'pending' AND run_at <= coalesce($5::timestamptz, now())
+         AND ($3::text[] IS NULL OR queue = ANY($3::text[]))
+         AND ($6::text[] IS NULL OR task = ANY($6::text[]))
+         AND queue <> ALL(ARRAY(SELECT name FROM @.queues WHERE paused))
+       ORDER BY priority DESC, run_at, id
+       LIMIT $4
+       FOR UPDATE SKIP LOCKED))
+   RETURNING id, queue, task, payload, priority, attempt, max_attempts, lease_epoch, timeout_ms`,
+);
+
+export interface ClaimParams {
+  agentId: string;
+  leaseMs: number;
+  /** null: every queue */
+  queues: readonly string[] | null;
+  /** null: every task */
+  tasks: readonly string[] | null;
+  limit: number;
+  now?: Date;
+}
+
+/** Claims up to `limit` ready jobs, highest priority first, then oldest run_at, then lowest id. */
+export async function jobClaimBatch(db: SchemaDb, params: ClaimParams): Promise<ClaimedJob[]> {
+  const rows = await db.rows(CLAIM, [params.agentId, params.leaseMs, params.queues, params.limit, params.now ?? null, params.tasks]);
+  const jobs = rows.map((row): ClaimedJob => ({
+    id: Number(row.id),
+    queue: row.queue,
+    task: row.task,
+    payload: row.payload,
+    priority: row.priority,
+    attempt: row.attempt,
+    maxAttempts: row.max_attempts,
+    leaseEpoch: row.lease_epoch,
+    timeoutMs: row.timeout_ms,
+  }));
+  // RETURNING has no order; within one batch every job is ready, so priority then id is the claim order.
+  return jobs.sort((a, b) => b.priority - a.priority || a.id - b.id);
+}
+
+/** A finished run: the job id and the lease epoch it was claimed under (the fencing token). */
+export interface LeaseRef {
+  id: number;
+  leaseEpoch: number;
+}
+
+const COMPLETE = statement(
+  'job_complete_many',
+  `UPDATE @.jobs AS j
+      SET state = 'completed', finished_at = now(), lease_expires_at = NULL, last_error = NULL, result = c.result
+     FROM unnest($1::bigint[], $2::integer[], $3::jsonb[]) AS c(id, lease_epoch, result)
+    WHERE j.id = c.id AND j.lease_epoch = c.lease_epoch AND j.state = 'running'
+   RETURNING j.id`,
+);
+
+/**
+ * Marks jobs completed, but only where the lease is still the one they were claimed under: a completion
+ * from an agent whose lease was taken over is rejected. Returns the ids that were completed.
+ */
+export async function jobCompleteMany(
+  db: SchemaDb,
+  runs: readonly LeaseRef[],
+  results: readonly unknown[] | null,
+): Promise<Set<number>> {
+  const ids = new Array<number>(runs.length);
+  const epochs = new Array<number>(runs.length);
+  for (let i = 0; i < runs.length; i++) {
+    ids[i] = runs[i].id;
+    epochs[i] = runs[i].leaseEpoch;
+  }
+  const resultTexts = results ? results.map((r) => (r === undefined ? null : JSON.stringify(r))) : new Array(runs.length).fill(null);
+  const rows = await db.rows(COMPLETE, [ids, epochs, resultTexts]);
+  return new Set(rows.map((row) => Number(row.id)));
+}
+
+export interface FailedRun extends LeaseRef {
+  error: string;
+  stack?: string;
+  /** no more attempts: straight to the DLQ */
+  permanent?: boolean;
+  /** run again after this long without using up an attempt */
+  snoozeMs?: number;
+  /** timed_out, failed, aborted */
+  outcome: string;
+}
+
+const FAIL = statement(
+  'job_fail_many',
+  `WITH f AS (
+     SELECT * FROM jsonb_to_recordset($1::jsonb)
+       AS f(id bigint, lease_epoch integer, error text, stack text, permanent boolean, snooze_ms bigint, outcome text)
+   )
+   UPDATE @.jobs AS j
+      SET state = CASE WHEN f.snooze_ms IS NOT NULL THEN 'pending'
+                       WHEN f.permanent OR j.attempt >= j.max_attempts THEN 'dead' ELSE 'pending' END,
+          attempt = CASE WHEN f.snooze_ms IS NOT NULL THEN j.attempt - 1 ELSE j.attempt END,
+          run_at = CASE WHEN f.snooze_ms IS NOT NULL THEN now() + f.snooze_ms * interval '1 millisecond'
+                        ELSE now() + @.retry_delay(j.backoff_strategy, j.backoff_base_ms, j.backoff_factor,
+                                                   j.backoff_max_ms, j.backoff_jitter, j.attempt, random()) END,
+          finished_at = CASE WHEN f.snooze_ms IS NULL AND (f.permanent OR j.attempt >= j.max_attempts) THEN now() END,
+          lease_expires_at = NULL,
+          last_error = CASE WHEN f.snooze_ms IS NULL THEN f.error ELSE j.last_error END,
+          attempt_log = CASE WHEN f.snooze_ms IS NOT NULL THEN j.attempt_log ELSE j.attempt_log || jsonb_build_object(
+            'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
+            'outcome', f.outcome, 'error', f.error, 'stack', f.stack) END
+     FROM f
+    WHERE j.id = f.id AND j.lease_epoch = f.lease_epoch AND j.state = 'running'
+   RETURNING j.id, j.state`,
+);
+
+/** Records failed attempts: back to pending after the backoff, or dead when attempts are used up. */
+export async function jobFailMany(db: SchemaDb, runs: readonly FailedRun[]): Promise<Map<number, string>> {
+  const rows = await db.rows(FAIL, [
+    JSON.stringify(
+      runs.map((r) => ({
+        id: r.id,
+        lease_epoch: r.leaseEpoch,
+        error: r.error,
+        stack: r.stack ?? null,
+        permanent: r.permanent ?? false,
+        snooze_ms: r.snoozeMs ?? null,
+        outcome: r.outcome,
+      })),
+    ),
+  ]);
+  return new Map(rows.map((row) => [Number(row.id), row.state as string]));
+}
+
+const EXTEND_LEASES = statement(
+  'job_extend_leases',
+  `UPDATE @.jobs AS j
+      SET lease_expires_at = coalesce($4::timestamptz, now()) + $3 * interval '1 millisecond'
+     FROM unnest($1::bigint[], $2::integer[]) AS h(id, lease_epoch)
+    WHERE j.id = h.id AND j.lease_epoch = h.lease_epoch AND j.state = 'running'
+   RETURNING j.id`,
+);
+
+/** Extends the leases an agent holds; returns the ids it still holds (the others were cancelled or taken over). */
+export async function jobExtendLeases(db: SchemaDb, runs: readonly LeaseRef[], leaseMs: number, now?: Date): Promise<Set<number>> {
+  const rows = await db.rows(EXTEND_LEASES, [runs.map((r) => r.id), runs.map((r) => r.leaseEpoch), leaseMs, now ?? null]);
+  return new Set(rows.map((row) => Number(row.id)));
+}
+
+const RELEASE = statement(
+  'job_release_many',
+  `UPDATE @.jobs AS j
+      SET state = 'pending', attempt = j.attempt - 1, lease_expires_at = NULL, claimed_by = NULL, started_at = NULL
+     FROM unnest($1::bigint[], $2::integer[]) AS r(id, lease_epoch)
+    WHERE j.id = r.id AND j.lease_epoch = r.lease_epoch AND j.state = 'running'
+   RETURNING j.id, j.queue`,
+);
+
+/** Gives claimed jobs back without using up an attempt (shutdown, or claimed but never started). */
+export async function jobReleaseMany(db: SchemaDb, runs: readonly LeaseRef[]): Promise<number> {
+  if (runs.length === 0) return 0;
+  const rows = await db.rows(RELEASE, [runs.map((r) => r.id), runs.map((r) => r.leaseEpoch)]);
+  const queues = [...new Set(rows.map((row) => row.queue as string))];
+  await notifyJobsReady(db, queues);
+  return rows.length;
+}
+
+const RESCUE_EXPIRED = statement(
+  'job_rescue_expired',
+  `UPDATE @.jobs AS j
+      SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'dead' ELSE 'pending' END,
+          run_at = coalesce($2::timestamptz, now()) + @.retry_delay(j.backoff_strategy, j.backoff_base_ms,
+                     j.backoff_factor, j.backoff_max_ms, j.backoff_jitter, j.attempt, random()),
+          finished_at = CASE WHEN j.attempt >= j.max_attempts THEN coalesce($2::timestamptz, now()) END,
+          lease_expires_at = NULL,
+          last_error = 'lease expired',
+          attempt_log = j.attempt_log || jsonb_build_object(
+            'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at,
+            'finished_at', coalesce($2::timestamptz, now()), 'outcome', 'lease_expired', 'error', 'lease expired')
+    WHERE j.id = ANY(ARRAY(
+      SELECT id FROM @.jobs
+       WHERE state = 'running' AND lease_expires_at < coalesce($2::timestamptz, now())
+       LIMIT $1 FOR UPDATE SKIP LOCKED))
+   RETURNING j.id, j.state, j.queue`,
+);
+
+/** Returns jobs whose lease expired (their agent died or froze) to pending as a failed attempt, or to the DLQ. */
+export async function jobRescueExpired(
+  db: SchemaDb,
+  params: { limit: number; now?: Date },
+): Promise<{ id: number; state: string; queue: string }[]> {
+  const rows = await db.rows(RESCUE_EXPIRED, [params.limit, params.now ?? null]);
+  return rows.map((row) => ({ id: Number(row.id), state: row.state, queue: row.queue }));
+}
+
+const DELETE_FINISHED = statement(
+  'job_delete_finished',
+  `DELETE FROM @.jobs
+    WHERE id = ANY(ARRAY(
+      SELECT id FROM @.jobs
+       WHERE state IN ('completed', 'cancelled')
+         AND finished_at < coalesce($2::timestamptz, now()) - $1 * interval '1 millisecond'
+       LIMIT $3 FOR UPDATE SKIP LOCKED))`,
+);
+
+/** Deletes up to `limit` completed or cancelled jobs that finished more than `retentionMs` ago. */
+export async function jobDeleteFinished(db: SchemaDb, params: { retentionMs: number; limit: number; now?: Date }): Promise<number> {
+  return db.rowCount(DELETE_FINISHED, [params.retentionMs, params.now ?? null, params.limit]);
+}

@@ -1,0 +1,19 @@
+/** NOTIFY on Wida's two channels: `<schema>_jobs` (a queue has ready work) and `<schema>_control` (operator actions). */
+import { statement, type SchemaDb } from '../sql.js';
+
+const NOTIFY_JOBS = statement('notify_jobs_ready', `SELECT pg_notify('@channel_jobs', q) FROM unnest($1::text[]) AS q`);
+
+/** Wakes agents serving these queues: jobs there became ready. A hint only; agents also poll. */
+export async function notifyJobsReady(db: SchemaDb, queues: readonly string[]): Promise<void> {
+  if (queues.length > 0) await db.rows(NOTIFY_JOBS, [queues]);
+}
+
+export type ControlMessage =
+  | { type: 'cancel'; jobId: number; agentId: string | null }
+  | { type: 'queue_paused' | 'queue_resumed'; queue: string };
+
+const NOTIFY_CONTROL = statement('notify_control', `SELECT pg_notify('@channel_control', $1)`);
+
+export async function notifyControl(db: SchemaDb, message: ControlMessage): Promise<void> {
+  await db.rows(NOTIFY_CONTROL, [JSON.stringify(message)]);
+}

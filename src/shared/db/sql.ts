@@ -1,0 +1,73 @@
+import type pg from 'pg';
+import { ConfigError } from '../errors.js';
+
+/** Anything that runs a query: a pool, a checked-out client, or the caller's own transaction client. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = any>(config: pg.QueryConfig): Promise<pg.QueryResult<R>>;
+}
+
+/** A statement written once with `@.` standing for the schema, e.g. `SELECT * FROM @.jobs`. */
+export interface Statement {
+  readonly name: string;
+  readonly text: string;
+}
+
+export function statement(name: string, text: string): Statement {
+  return { name, text };
+}
+
+// Leaves room for suffixes such as `_jobs` in channel names within PostgreSQL's 63-byte identifier limit.
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,46}$/;
+
+export function validateSchemaName(name: string): string {
+  if (!SCHEMA_NAME.test(name)) {
+    throw new ConfigError(
+      `WIDA_SCHEMA "${name}" is not a valid schema name; expected lowercase letters, digits and _ ` +
+        '(starting with a letter or _), at most 47 characters',
+    );
+  }
+  return name;
+}
+
+/**
+ * A queryable bound to a Wida schema. Statements are prepared once per connection under a name that
+ * includes the schema, so the same process can talk to two schemas.
+ */
+export class SchemaDb {
+  constructor(
+    readonly queryable: Queryable,
+    readonly schema: string,
+    private readonly texts = new Map<Statement, string>(),
+  ) {
+    validateSchemaName(schema);
+  }
+
+  /** The same schema through another queryable: a transaction client, say. */
+  on(queryable: Queryable): SchemaDb {
+    return new SchemaDb(queryable, this.schema, this.texts);
+  }
+
+  async rows<R extends pg.QueryResultRow = any>(stmt: Statement, values: unknown[] = []): Promise<R[]> {
+    const result = await this.queryable.query<R>({ name: `wida_${this.schema}_${stmt.name}`, text: this.text(stmt), values });
+    return result.rows;
+  }
+
+  async rowCount(stmt: Statement, values: unknown[] = []): Promise<number> {
+    const result = await this.queryable.query({ name: `wida_${this.schema}_${stmt.name}`, text: this.text(stmt), values });
+    return result.rowCount ?? 0;
+  }
+
+  /** Notification channel names are per schema, so two Wida installations in one database stay apart. */
+  channel(kind: 'jobs' | 'control'): string {
+    return `${this.schema}_${kind}`;
+  }
+
+  private text(stmt: Statement): string {
+    let text = this.texts.get(stmt);
+    if (text === undefined) {
+      text = stmt.text.replaceAll('@.', `"${this.schema}".`).replaceAll('@channel_', `${this.schema}_`);
+      this.texts.set(stmt, text);
+    }
+    return text;
+  }
+}

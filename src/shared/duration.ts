@@ -1,0 +1,33 @@
+import { z } from 'zod';
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
+
+/** Parses "250ms", "30s", "5m", "2h", "1d" or a plain number of milliseconds; undefined if it is neither. */
+export function parseDuration(input: string | number): number | undefined {
+  if (typeof input === 'number') return Number.isFinite(input) ? input : undefined;
+  const text = input.trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const match = DURATION.exec(text);
+  if (!match) return undefined;
+  return Math.round(Number(match[1]) * UNIT_MS[match[2]]);
+}
+
+/** A zod field for a duration: milliseconds as a number, or a string such as "30s". */
+export function durationField(what: string, { min = 0 }: { min?: number } = {}) {
+  return z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${what} must be a duration such as 500ms, 30s, 5m, 2h or 1d, or a number of milliseconds; got ${JSON.stringify(value)}`,
+      });
+      return z.NEVER;
+    }
+    if (ms < min) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be at least ${min} ms; got ${value}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}

@@ -1,0 +1,89 @@
+/** Every error Wida throws on purpose carries a stable `code`, so callers can branch without parsing text. */
+export class WidaError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+export class ConfigError extends WidaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('CONFIG_INVALID', message, options);
+  }
+}
+
+/** Input to the client API or CLI that does not fit: `field` names what was wrong. */
+export class ValidationError extends WidaError {
+  constructor(readonly field: string, message: string) {
+    super('VALIDATION_FAILED', message);
+  }
+}
+
+export class JobNotFoundError extends WidaError {
+  constructor(readonly jobId: number) {
+    super('JOB_NOT_FOUND', `job ${jobId} does not exist (it may have been deleted by retention or dropped)`);
+  }
+}
+
+export class InvalidJobStateError extends WidaError {
+  constructor(
+    readonly jobId: number,
+    readonly state: string,
+    readonly action: string,
+    readonly allowedStates: readonly string[],
+  ) {
+    super(
+      'JOB_STATE_INVALID',
+      `job ${jobId} is ${state}; only ${listWords(allowedStates)} jobs can be ${pastTense(action)}`,
+    );
+  }
+}
+
+export class MigrationError extends WidaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MIGRATION_FAILED', message, options);
+  }
+}
+
+export class SchemaTooNewError extends WidaError {
+  constructor(readonly databaseVersion: number, readonly knownVersion: number) {
+    super(
+      'SCHEMA_TOO_NEW',
+      `the database schema is at migration ${databaseVersion}, but this Wida knows migrations up to ${knownVersion}; ` +
+        'upgrade Wida (or migrate the database down with the newer version) before starting it',
+    );
+  }
+}
+
+export class DatabaseUnavailableError extends WidaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('DATABASE_UNAVAILABLE', message, options);
+  }
+}
+
+function listWords(words: readonly string[]): string {
+  if (words.length <= 1) return words.join('');
+  return `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
+}
+
+function pastTense(action: string): string {
+  const irregular: Record<string, string> = { drop: 'dropped', retry: 'retried', replay: 'replayed', purge: 'purged' };
+  return irregular[action] ?? (action.endsWith('e') ? `${action}d` : `${action}ed`);
+}
+
+/** SQLSTATE checks in one place. */
+export function isUniqueViolation(error: unknown): boolean {
+  return sqlState(error) === '23505';
+}
+
+export function isUndefinedTable(error: unknown): boolean {
+  return sqlState(error) === '42P01';
+}
+
+export function sqlState(error: unknown): string | undefined {
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
+    ? error.code
+    : undefined;
+}

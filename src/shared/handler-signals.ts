@@ -1,0 +1,32 @@
+import { parseDuration } from './duration.js';
+import { ValidationError } from './errors.js';
+
+/** Thrown by a handler to fail the job for good: no more attempts, straight to the DLQ. */
+export class PermanentFailure extends Error {
+  readonly code = 'JOB_FAILED_PERMANENTLY';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PermanentFailure';
+  }
+}
+
+/** Thrown by a handler to run the job again later without using up an attempt. */
+export class Snooze extends Error {
+  readonly code = 'JOB_SNOOZED';
+  readonly delayMs: number;
+  constructor(delay: number | string) {
+    const ms = parseDuration(delay);
+    if (ms === undefined || ms < 0) throw new ValidationError('delay', `snooze delay must be a duration such as 30s or a number of milliseconds; got ${JSON.stringify(delay)}`);
+    super(`snoozed for ${ms} ms`);
+    this.name = 'Snooze';
+    this.delayMs = ms;
+  }
+}
+
+export function failPermanently(message: string): never {
+  throw new PermanentFailure(message);
+}
+
+export function snooze(delay: number | string): never {
+  throw new Snooze(delay);
+}

@@ -1,0 +1,119 @@
+import { z } from 'zod';
+import { durationField } from './duration.js';
+import { ValidationError } from './errors.js';
+import { PRIORITIES, priorityToNumber } from './job-state.js';
+
+/** Defaults for a job, in one place: the insert statement fills omitted fields from these. */
+export const JOB_DEFAULTS = {
+  queue: 'default',
+  priority: 1, // normal
+  maxAttempts: 5,
+  backoffStrategy: 'exponential',
+  backoffBaseMs: 5_000,
+  backoffFactor: 2,
+  backoffMaxMs: 3_600_000,
+  backoffJitter: 0.2,
+} as const;
+
+export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
+
+const name = (what: string) =>
+  z
+    .string({ error: `${what} must be a string` })
+    .min(1, `${what} must not be empty`)
+    .max(128, `${what} must be at most 128 characters`);
+
+const backoffSchema = z
+  .object({
+    strategy: z.enum(['fixed', 'exponential'], { error: 'backoff.strategy must be "fixed" or "exponential"' }).optional(),
+    base: durationField('backoff.base').optional(),
+    factor: z.number().min(1, 'backoff.factor must be at least 1').max(100, 'backoff.factor must be at most 100').optional(),
+    maxInterval: durationField('backoff.maxInterval').optional(),
+    jitter: z.number().min(0, 'backoff.jitter must be between 0 and 1').max(1, 'backoff.jitter must be between 0 and 1').optional(),
+  })
+  .strict();
+
+export const jobSpecSchema = z
+  .object({
+    task: name('task'),
+    queue: name('queue').optional(),
+    payload: z.unknown().optional(),
+    priority: z.enum(PRIORITIES, { error: `priority must be one of ${PRIORITIES.join(', ')}` }).optional(),
+    runAt: z.union([z.date(), z.iso.datetime({ offset: true })], { error: 'runAt must be a Date or an ISO 8601 timestamp with a time zone' }).optional(),
+    delay: durationField('delay').optional(),
+    maxAttempts: z.number().int('maxAttempts must be a whole number').min(1, 'maxAttempts must be at least 1').max(1000, 'maxAttempts must be at most 1000').optional(),
+    backoff: backoffSchema.optional(),
+    timeout: durationField('timeout', { min: 1 }).optional(),
+    idempotencyKey: z.string().min(1, 'idempotencyKey must not be empty').max(256, 'idempotencyKey must be at most 256 characters').optional(),
+  })
+  .strict()
+  .refine((spec) => !(spec.runAt !== undefined && spec.delay !== undefined), {
+    message: 'give runAt or delay, not both',
+    path: ['runAt'],
+  });
+
+export type JobSpec = z.input<typeof jobSpecSchema>;
+
+/** The row the insert statement reads: only fields that differ from the defaults are present. */
+export interface JobInsertRow {
+  task: string;
+  queue?: string;
+  payload: unknown;
+  priority?: number;
+  run_at?: string;
+  delay_ms?: number;
+  max_attempts?: number;
+  timeout_ms?: number;
+  backoff_strategy?: string;
+  backoff_base_ms?: number;
+  backoff_factor?: number;
+  backoff_max_ms?: number;
+  backoff_jitter?: number;
+  idempotency_key?: string;
+}
+
+/** Validates one job spec; throws a ValidationError naming the field and what was expected. */
+export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: number): JobInsertRow {
+  const where = position === undefined ? '' : `job ${position}: `;
+  const parsed = jobSpecSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue.path.join('.') || 'job';
+    const message = issue.code === 'unrecognized_keys'
+      ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected task, queue, payload, priority, runAt, delay, maxAttempts, backoff, timeout, idempotencyKey`
+      : issue.message;
+    throw new ValidationError(field, `${where}invalid ${field}: ${message}`);
+  }
+  const spec = parsed.data;
+  const payload = spec.payload === undefined ? null : spec.payload;
+  let payloadText: string | undefined;
+  try {
+    payloadText = JSON.stringify(payload);
+  } catch (error) {
+    throw new ValidationError('payload', `${where}payload is not serialisable to JSON: ${(error as Error).message}`);
+  }
+  if (payloadText === undefined) {
+    throw new ValidationError('payload', `${where}payload must be a JSON value (object, array, string, number, boolean or null)`);
+  }
+  const bytes = Buffer.byteLength(payloadText);
+  if (bytes > maxPayloadBytes) {
+    throw new ValidationError('payload', `${where}payload is ${bytes} bytes; the limit is ${maxPayloadBytes} bytes (WIDA_MAX_PAYLOAD_BYTES)`);
+  }
+  const row: JobInsertRow = { task: spec.task, payload };
+  if (spec.queue !== undefined && spec.queue !== JOB_DEFAULTS.queue) row.queue = spec.queue;
+  if (spec.priority !== undefined) row.priority = priorityToNumber(spec.priority);
+  if (spec.runAt !== undefined) row.run_at = spec.runAt instanceof Date ? spec.runAt.toISOString() : spec.runAt;
+  if (spec.delay !== undefined) row.delay_ms = spec.delay;
+  if (spec.maxAttempts !== undefined) row.max_attempts = spec.maxAttempts;
+  if (spec.timeout !== undefined) row.timeout_ms = spec.timeout;
+  if (spec.idempotencyKey !== undefined) row.idempotency_key = spec.idempotencyKey;
+  const backoff = spec.backoff;
+  if (backoff) {
+    if (backoff.strategy !== undefined) row.backoff_strategy = backoff.strategy;
+    if (backoff.base !== undefined) row.backoff_base_ms = backoff.base;
+    if (backoff.factor !== undefined) row.backoff_factor = backoff.factor;
+    if (backoff.maxInterval !== undefined) row.backoff_max_ms = backoff.maxInterval;
+    if (backoff.jitter !== undefined) row.backoff_jitter = backoff.jitter;
+  }
+  return row;
+}
