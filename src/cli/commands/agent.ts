@@ -1,0 +1,95 @@
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { Argv } from 'yargs';
+import { createAgent } from '../../agent/agent.js';
+import type { Handlers } from '../../agent/worker/executors/executor.js';
+import { parseDuration } from '../../shared/duration.js';
+import { ConfigError } from '../../shared/errors.js';
+import { createLogger } from '../../shared/logger.js';
+import { configFromFlags, requireDatabaseUrl, type CommonFlags } from '../context.js';
+
+export function agentCommand(yargs: Argv<CommonFlags>) {
+  return yargs.command(
+    'agent',
+    'run a worker agent: claims and runs jobs until SIGTERM or SIGINT',
+    (y) =>
+      y
+        .option('handlers', { type: 'string', describe: 'a JavaScript module whose exports are task handlers (default export object, or named functions)' })
+        .option('queues', { type: 'string', describe: 'comma-separated queues to serve (default: all)' })
+        .option('concurrency', { type: 'number', describe: 'jobs running at once (WIDA_WORKER_CONCURRENCY, default 10)' })
+        .option('migrate', { type: 'boolean', default: true, describe: 'apply migrations at start (--no-migrate: refuse unless current)' })
+        .example('$0 agent --handlers ./tasks.js', 'run the handlers exported by tasks.js on every queue')
+        .example('$0 agent --handlers ./tasks.js --queues email,reports --concurrency 32', 'serve two queues, 32 jobs at a time'),
+    async (argv) => {
+      const config = configFromFlags(argv, { WIDA_WORKER_CONCURRENCY: argv.concurrency });
+      const handlers = argv.handlers ? await loadHandlers(argv.handlers) : {};
+      const logger = createLogger();
+      const agent = createAgent({
+        databaseUrl: requireDatabaseUrl(config),
+        schema: config.WIDA_SCHEMA,
+        handlers,
+        queues: argv.queues ? argv.queues.split(',').map((q) => q.trim()).filter(Boolean) : undefined,
+        concurrency: config.WIDA_WORKER_CONCURRENCY,
+        leaseMs: config.WIDA_LEASE,
+        pollIntervalMs: config.WIDA_POLL_INTERVAL,
+        retentionMs: config.WIDA_RETENTION,
+        defaultTimeoutMs: config.WIDA_JOB_TIMEOUT,
+        shutdownGraceMs: config.WIDA_SHUTDOWN_GRACE,
+        migrate: argv.migrate,
+        logger,
+        ...intervalOverrides(),
+      });
+      await agent.start();
+      if (Object.keys(handlers).length === 0) logger.warn('no handlers loaded (--handlers FILE): this agent claims nothing');
+      await new Promise<void>((done) => {
+        let stopping = false;
+        const stop = (signal: string) => {
+          if (stopping) return;
+          stopping = true;
+          logger.info(`received ${signal}; draining`);
+          agent.stop().then(done, (error) => {
+            logger.error('shutdown failed', { error: (error as Error).message });
+            process.exitCode = 1;
+            done();
+          });
+        };
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
+      });
+    },
+  );
+}
+
+/** Test and tuning knobs read from the environment: WIDA_HEARTBEAT_INTERVAL, WIDA_RESCUE_INTERVAL, WIDA_PREFETCH. */
+function intervalOverrides() {
+  const read = (name: string) => {
+    const value = process.env[name];
+    if (value === undefined || value === '') return undefined;
+    const ms = parseDuration(value);
+    if (ms === undefined) throw new ConfigError(`${name} must be a duration such as 500ms or 5s; got ${JSON.stringify(value)}`);
+    return ms;
+  };
+  return {
+    heartbeatIntervalMs: read('WIDA_HEARTBEAT_INTERVAL'),
+    rescueIntervalMs: read('WIDA_RESCUE_INTERVAL'),
+    prefetch: read('WIDA_PREFETCH'),
+  };
+}
+
+async function loadHandlers(file: string): Promise<Handlers> {
+  let module: Record<string, unknown>;
+  try {
+    module = await import(pathToFileURL(resolve(file)).href);
+  } catch (error) {
+    throw new ConfigError(`cannot load handlers from ${file}: ${(error as Error).message}`, { cause: error });
+  }
+  const source = (module.default && typeof module.default === 'object' ? module.default : module) as Record<string, unknown>;
+  const handlers: Handlers = {};
+  for (const [task, handler] of Object.entries(source)) {
+    if (typeof handler === 'function') handlers[task] = handler as Handlers[string];
+  }
+  if (Object.keys(handlers).length === 0) {
+    throw new ConfigError(`${file} exports no functions; export task handlers, e.g. \`export async function sendEmail(payload) {}\``);
+  }
+  return handlers;
+}

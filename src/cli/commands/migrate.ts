@@ -1,0 +1,36 @@
+import type { Argv } from 'yargs';
+import { latestVersion, migrateDown, migrateUp, migrationStatus } from '../../shared/db/migrate.js';
+import { configFromFlags, requireDatabaseUrl, type CommonFlags } from '../context.js';
+
+export function migrateCommand(yargs: Argv<CommonFlags>) {
+  return yargs.command(
+    'migrate [direction]',
+    'apply, revert or list the schema migrations',
+    (y) =>
+      y
+        .positional('direction', { choices: ['up', 'down', 'status'] as const, default: 'up' as const, describe: 'up: apply all pending; down: revert the newest; status: list' })
+        .option('steps', { type: 'number', default: 1, describe: 'with down: how many migrations to revert' })
+        .example('$0 migrate', 'apply every pending migration')
+        .example('$0 migrate down --steps 2', 'revert the two newest migrations')
+        .example('$0 migrate status --json', 'list migrations and when each was applied'),
+    async (argv) => {
+      const config = configFromFlags(argv);
+      const url = requireDatabaseUrl(config);
+      const schema = config.WIDA_SCHEMA;
+      if (argv.direction === 'status') {
+        const status = await migrationStatus(url, schema);
+        if (argv.json) return print(JSON.stringify(status, null, 2));
+        for (const m of status) print(`${String(m.version).padStart(4, '0')}  ${m.name.padEnd(24)}  ${m.appliedAt ? `applied ${m.appliedAt.toISOString()}` : 'pending'}`);
+        return;
+      }
+      const versions = argv.direction === 'up' ? await migrateUp(url, schema) : await migrateDown(url, schema, argv.steps);
+      if (argv.json) return print(JSON.stringify({ direction: argv.direction, versions }));
+      if (versions.length === 0) print(`schema "${schema}" is up to date (migration ${latestVersion()})`);
+      else print(`${argv.direction === 'up' ? 'applied' : 'reverted'} migration${versions.length > 1 ? 's' : ''} ${versions.join(', ')} in schema "${schema}"`);
+    },
+  );
+}
+
+function print(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
