@@ -53,9 +53,10 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim_order ON jobs (priority DESC, run_at, id) WHERE state = 'pending';
 -- The rescuer finds expired leases here.
 CREATE INDEX jobs_lease_expiry ON jobs (lease_expires_at) WHERE state = 'running';
--- Retention and admin listings by state.
-CREATE INDEX jobs_state_finished ON jobs (state, finished_at);
-CREATE INDEX jobs_queue_state ON jobs (queue, state);
+-- The DLQ is listed by finish time; dead jobs are few, so this index costs the hot path nothing.
+-- No index serves retention or listings by state: every index on jobs is written on every claim and
+-- completion, and retention's oldest-first batches find their rows at the start of the heap.
+CREATE INDEX jobs_dead_finished ON jobs (finished_at) WHERE state = 'dead';
 -- An idempotency key names one job while that job exists (until retention deletes it).
 CREATE UNIQUE INDEX jobs_idempotency_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 

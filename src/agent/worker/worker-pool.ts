@@ -6,6 +6,8 @@ import { JobAbort } from './abort-reasons.js';
 import type { Completer } from './completer.js';
 import type { Executor } from './executors/executor.js';
 
+const MAX_CLAIMS_IN_FLIGHT = 2;
+
 export interface WorkerPoolOptions {
   agentId: string;
   db: SchemaDb;
@@ -38,8 +40,9 @@ export class WorkerPool {
   private readonly buffer: ClaimedJob[] = [];
   private readonly running = new Map<number, RunningJob>();
   private readonly runningPerQueue = new Map<string, number>();
-  private fetching = false;
-  private fetchAgain = false;
+  private claimsInFlight = 0;
+  private reserved = 0;
+  private wokenWhileBusy = false;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
   private readonly tasks: string[] | null;
@@ -61,49 +64,66 @@ export class WorkerPool {
     return refs;
   }
 
-  /** Something may be ready: claim if there is room. Safe to call often; claims never overlap. */
+  /** Something may be ready: claim if there is room. Safe to call as often as you like. */
   wake(): void {
     if (this.stopped) return;
-    if (this.fetching) {
-      this.fetchAgain = true;
+    if (this.claimsInFlight >= MAX_CLAIMS_IN_FLIGHT) {
+      this.wokenWhileBusy = true;
       return;
     }
-    if (this.room() > 0) void this.fetchLoop();
+    while (this.claimsInFlight < MAX_CLAIMS_IN_FLIGHT && this.shouldClaim()) void this.claim();
   }
 
+  private capacity(): number {
+    return this.options.concurrency + this.options.prefetch;
+  }
+
+  /** Room for more jobs, counting those that claims in flight may bring. */
   private room(): number {
-    const o = this.options;
-    return o.concurrency + o.prefetch - this.running.size - this.buffer.length;
+    return this.capacity() - this.running.size - this.buffer.length - this.reserved;
   }
 
-  private async fetchLoop(): Promise<void> {
-    this.fetching = true;
+  /**
+   * Claim when a slot would otherwise sit idle, or when half the capacity is free: claiming on every
+   * finished job would turn one claim of a thousand into a thousand claims of one.
+   */
+  private shouldClaim(): boolean {
+    const room = this.room();
+    if (room <= 0) return false;
+    if (this.running.size + this.buffer.length + this.reserved < this.options.concurrency) return true;
+    return room >= Math.ceil(this.capacity() / 2);
+  }
+
+  // Two claims may be in flight so the database works on one while the other's rows travel back.
+  private async claim(): Promise<void> {
+    const limit = Math.min(this.room(), Math.ceil(this.capacity() / 2));
+    this.claimsInFlight++;
+    this.reserved += limit;
+    let jobs: ClaimedJob[] = [];
     try {
-      do {
-        this.fetchAgain = false;
-        const limit = this.room();
-        if (limit <= 0 || this.stopped) break;
-        const jobs = await jobClaimBatch(this.options.db, {
-          agentId: this.options.agentId,
-          leaseMs: this.options.leaseMs,
-          queues: this.options.queues,
-          tasks: this.tasks,
-          limit,
-        });
-        if (this.stopped) {
-          await jobReleaseMany(this.options.db, jobs);
-          break;
-        }
-        for (const job of jobs) this.buffer.push(job);
-        this.dispatch();
-        // A full batch means more may be waiting.
-        if (jobs.length === limit) this.fetchAgain = true;
-      } while (this.fetchAgain);
+      jobs = await jobClaimBatch(this.options.db, {
+        agentId: this.options.agentId,
+        leaseMs: this.options.leaseMs,
+        queues: this.options.queues,
+        tasks: this.tasks,
+        limit,
+      });
     } catch (error) {
       this.options.logger.error('claiming jobs failed; will retry on the next poll', { error: (error as Error).message });
     } finally {
-      this.fetching = false;
+      this.claimsInFlight--;
+      this.reserved -= limit;
     }
+    if (this.stopped) {
+      await jobReleaseMany(this.options.db, jobs);
+      return;
+    }
+    for (const job of jobs) this.buffer.push(job);
+    this.dispatch();
+    // A full batch means more may be waiting; a wake-up that came meanwhile may have missed this claim's snapshot.
+    const again = jobs.length === limit || this.wokenWhileBusy;
+    this.wokenWhileBusy = false;
+    if (again) this.wake();
   }
 
   private dispatch(): void {

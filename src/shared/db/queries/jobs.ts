@@ -84,7 +84,9 @@ const CLAIM = statement(
        WHERE state = 'pending' AND run_at <= coalesce($5::timestamptz, now())
          AND ($3::text[] IS NULL OR queue = ANY($3::text[]))
          AND ($6::text[] IS NULL OR task = ANY($6::text[]))
-         AND queue <> ALL(ARRAY(SELECT name FROM @.queues WHERE paused))
+         -- coalesce keeps the planner on the index: with one distinct queue it reads a bare "queue <> ALL(...)"
+         -- as matching no rows and picks a seq scan and sort of every pending job (17 ms instead of 2 ms).
+         AND coalesce(queue <> ALL(ARRAY(SELECT name FROM @.queues WHERE paused)), true)
        ORDER BY priority DESC, run_at, id
        LIMIT $4
        FOR UPDATE SKIP LOCKED))
