@@ -3,7 +3,7 @@ import * as admin from './admin.js';
 import { loadConfig } from './config.js';
 import { SchemaDb, type Queryable } from './db/sql.js';
 import { createPool } from './db/pool.js';
-import { jobFindByIdempotencyKeys, jobInsertMany } from './db/queries/jobs.js';
+import { jobFindByIdempotencyKeys, jobInsertMany, jobInsertOne, type InsertedJob } from './db/queries/jobs.js';
 import { ValidationError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow, type JobSpec } from './job-spec.js';
 
@@ -104,7 +104,7 @@ async function insertRows(db: SchemaDb, rows: JobInsertRow[]): Promise<EnqueueRe
   const results = new Array<EnqueueResult>(rows.length);
   let todo = rows.map((_, i) => i);
   for (let round = 0; round < 3 && todo.length > 0; round++) {
-    const inserted = await jobInsertMany(db, todo.map((i) => rows[i]));
+    const inserted = todo.length === 1 ? await insertOne(db, rows[todo[0]]) : await jobInsertMany(db, todo.map((i) => rows[i]));
     const createdByKey = new Map<string, number>();
     const unkeyedIds: number[] = [];
     for (const job of inserted) {
@@ -142,4 +142,9 @@ async function insertRows(db: SchemaDb, rows: JobInsertRow[]): Promise<EnqueueRe
     throw new ValidationError('idempotencyKey', `idempotency key ${JSON.stringify(rows[todo[0]].idempotency_key)} kept changing hands; enqueue again`);
   }
   return results;
+}
+
+async function insertOne(db: SchemaDb, row: JobInsertRow): Promise<InsertedJob[]> {
+  const inserted = await jobInsertOne(db, row);
+  return inserted ? [inserted] : [];
 }

@@ -102,9 +102,13 @@ export class Completer {
     }
   }
 
-  /** Resolves when everything handed in so far is written. */
-  async drain(): Promise<void> {
-    while (this.backlog > 0 || this.flushing || this.scheduled) {
+  /**
+   * Resolves when everything handed in so far is written, or after `timeoutMs` if the database stays
+   * unreachable (the unwritten jobs' leases then expire and they run again: at least once).
+   */
+  async drain(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ((this.backlog > 0 || this.flushing || this.scheduled) && Date.now() < deadline) {
       if (this.flushing) await this.flushing;
       else await new Promise((resolve) => setImmediate(resolve));
     }

@@ -43,6 +43,7 @@ export class WorkerPool {
   private claimsInFlight = 0;
   private reserved = 0;
   private wokenWhileBusy = false;
+  private readonly claims = new Set<Promise<void>>();
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
   private readonly tasks: string[] | null;
@@ -71,7 +72,11 @@ export class WorkerPool {
       this.wokenWhileBusy = true;
       return;
     }
-    while (this.claimsInFlight < MAX_CLAIMS_IN_FLIGHT && this.shouldClaim()) void this.claim();
+    while (this.claimsInFlight < MAX_CLAIMS_IN_FLIGHT && this.shouldClaim()) {
+      const claim = this.claim();
+      this.claims.add(claim);
+      void claim.finally(() => this.claims.delete(claim));
+    }
   }
 
   private capacity(): number {
@@ -115,7 +120,7 @@ export class WorkerPool {
       this.reserved -= limit;
     }
     if (this.stopped) {
-      await jobReleaseMany(this.options.db, jobs);
+      await jobReleaseMany(this.options.db, jobs).catch(() => {});
       return;
     }
     for (const job of jobs) this.buffer.push(job);
@@ -233,6 +238,7 @@ export class WorkerPool {
    */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
+    await Promise.all(this.claims); // a claim in flight releases its own jobs once it sees the stop
     const buffered = this.takeBuffered(() => true);
     await jobReleaseMany(this.options.db, buffered).catch((error) =>
       this.options.logger.error('could not release buffered jobs; their leases will expire', { error: (error as Error).message }),
