@@ -34,8 +34,13 @@ beforeEach(async () => {
 afterEach(async (context) => {
   const spawned = takeSpawned();
   const leftovers = await killLeftovers();
-  if (context.task.result?.state === 'fail') for (const child of spawned) console.error(childLog(child));
-  if (leftovers.length > 0) throw new Error(`the test left processes running (killed now): ${leftovers.join(', ')}`);
+  const failed = context.task.result?.state === 'fail';
+  if (failed) for (const child of spawned) console.error(childLog(child));
+  if (leftovers.length === 0) return;
+  const message = `the test left processes running (killed now): ${leftovers.join(', ')}`;
+  // A test that failed already usually left its children mid-way; say so, but do not pile on a second failure.
+  if (failed) console.error(message);
+  else throw new Error(message);
 });
 
 afterAll(async () => {

@@ -44,7 +44,10 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
       await new Promise<void>((done) => {
         let stopping = false;
         const stop = (signal: string) => {
-          if (stopping) return;
+          if (stopping) {
+            logger.warn(`received ${signal} again; exiting now`);
+            process.exit(1);
+          }
           stopping = true;
           logger.info(`received ${signal}; draining`);
           agent.stop().then(done, (error) => {
@@ -56,6 +59,9 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         process.on('SIGTERM', () => stop('SIGTERM'));
         process.on('SIGINT', () => stop('SIGINT'));
       });
+      // A handler that ignored its abort signal may still hold timers or sockets; its job is already
+      // released, so it must not outlive the agent.
+      process.exit(process.exitCode ?? 0);
     },
   );
 }

@@ -155,7 +155,7 @@ const RETRY = action(
 const CANCEL = action(
   'job_cancel',
   `UPDATE @.jobs AS j
-      SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL,
+      SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL, claimed_by = NULL,
           attempt_log = CASE WHEN t.state = 'running' THEN j.attempt_log || jsonb_build_object(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
             'outcome', 'cancelled', 'error', 'cancelled by an operator') ELSE j.attempt_log END

@@ -236,7 +236,7 @@ const FAIL = statement(
                         ELSE now() + @.retry_delay(j.backoff_strategy, j.backoff_base_ms, j.backoff_factor,
                                                    j.backoff_max_ms, j.backoff_jitter, j.attempt, random()) END,
           finished_at = CASE WHEN f.snooze_ms IS NULL AND (f.permanent OR j.attempt >= j.max_attempts) THEN now() END,
-          lease_expires_at = NULL,
+          lease_expires_at = NULL, claimed_by = NULL,
           last_error = CASE WHEN f.snooze_ms IS NULL THEN f.error ELSE j.last_error END,
           attempt_log = CASE WHEN f.snooze_ms IS NOT NULL THEN j.attempt_log ELSE j.attempt_log || jsonb_build_object(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
@@ -304,7 +304,7 @@ const RESCUE_EXPIRED = statement(
           run_at = coalesce($2::timestamptz, now()) + @.retry_delay(j.backoff_strategy, j.backoff_base_ms,
                      j.backoff_factor, j.backoff_max_ms, j.backoff_jitter, j.attempt, random()),
           finished_at = CASE WHEN j.attempt >= j.max_attempts THEN coalesce($2::timestamptz, now()) END,
-          lease_expires_at = NULL,
+          lease_expires_at = NULL, claimed_by = NULL,
           last_error = 'lease expired',
           attempt_log = j.attempt_log || jsonb_build_object(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at,
