@@ -81,13 +81,15 @@ CREATE TABLE agents (
 
 -- Delay before the next attempt after `attempt` failed ones. `spread` is a number in [0, 1) (random() in
 -- production, fixed in tests): jitter moves the delay by up to +/- jitter x delay so that jobs failing
--- together do not retry together.
+-- together do not retry together. The exponential form is computed in log space so that a large factor
+-- or attempt count reaches the cap instead of overflowing.
 CREATE FUNCTION retry_delay(strategy text, base_ms integer, factor real, max_ms integer, jitter real,
                             attempt integer, spread double precision)
 RETURNS interval LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT make_interval(secs => greatest(0, least(
-    CASE WHEN strategy = 'fixed' THEN base_ms::double precision
-         ELSE least(base_ms * power(factor::double precision, greatest(attempt, 1) - 1), max_ms::double precision) END
+    CASE WHEN strategy = 'fixed' OR factor <= 1 OR base_ms <= 0 THEN least(base_ms, max_ms)::double precision
+         ELSE exp(least(ln(base_ms) + (greatest(attempt, 1) - 1) * ln(factor::double precision),
+                        ln(greatest(max_ms, 1)))) END
     * (1 + jitter * (spread * 2 - 1)),
     max_ms::double precision)) / 1000.0)
 $$;

@@ -1,5 +1,6 @@
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { createClient, type WidaClient } from '../src/shared/client.js';
+import { createClient, type EnqueueResult, type WidaClient } from '../src/shared/client.js';
 import type { Queryable } from '../src/shared/db/sql.js';
 import { JobNotFoundError, ValidationError } from '../src/shared/errors.js';
 import type { JobSpec } from '../src/shared/job-spec.js';
@@ -177,9 +178,18 @@ describe('enqueue many', () => {
 describe('idempotency keys', () => {
   it('20 concurrent enqueues with one key make exactly one job; 19 report duplicate with its id', async () => {
     const key = `concurrent-${Date.now()}`;
-    const results = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => t.client.enqueue({ task: 'charge', payload: { attemptNo: i }, idempotencyKey: key })),
-    );
+    // 20 connections, so the 20 inserts really race instead of queueing for the test pool's 5
+    const wide = new pg.Pool({ connectionString: t.url, max: 20 });
+    const racing = createClient({ pool: wide, schema: t.schema });
+    let results: EnqueueResult[];
+    try {
+      await Promise.all(Array.from({ length: 20 }, () => wide.query('SELECT 1')));
+      results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => racing.enqueue({ task: 'charge', payload: { attemptNo: i }, idempotencyKey: key })),
+      );
+    } finally {
+      await wide.end();
+    }
     expect(await countJobs('idempotency_key = $1', [key])).toBe(1);
     const created = results.filter((r) => !r.duplicate);
     expect(created).toHaveLength(1);

@@ -180,7 +180,7 @@ describe('fencing: a late completion from an agent whose lease was taken over', 
 
     // A wakes up and reports: its completion, failure and lease extension are all refused.
     const refRunA = { id, leaseEpoch: runA.leaseEpoch };
-    expect(await jobCompleteMany(db, [refRunA], [{ by: 'a' }])).toEqual(new Set());
+    expect(await jobCompleteMany(db, [refRunA], [JSON.stringify({ by: 'a' })])).toEqual(new Set());
     expect(await jobFailMany(db, [{ ...refRunA, outcome: 'failed', error: 'late failure from A' }])).toEqual(new Map());
     expect(await jobExtendLeases(db, [refRunA], 30_000)).toEqual(new Set());
     let row = await t.client.getJob(id);
@@ -190,9 +190,9 @@ describe('fencing: a late completion from an agent whose lease was taken over', 
     expect(row.attemptLog[0]).toMatchObject({ attempt: 1, agent: 'agent-a', outcome: 'lease_expired' });
 
     // B's completion is the one that counts.
-    expect(await jobCompleteMany(db, [{ id, leaseEpoch: runB.leaseEpoch }], [{ by: 'b' }])).toEqual(new Set([id]));
+    expect(await jobCompleteMany(db, [{ id, leaseEpoch: runB.leaseEpoch }], [JSON.stringify({ by: 'b' })])).toEqual(new Set([id]));
     // And A, later still, cannot overwrite it.
-    expect(await jobCompleteMany(db, [refRunA], [{ by: 'a' }])).toEqual(new Set());
+    expect(await jobCompleteMany(db, [refRunA], [JSON.stringify({ by: 'a' })])).toEqual(new Set());
     row = await t.client.getJob(id);
     expect(row).toMatchObject({ state: 'completed', claimedBy: 'agent-b', result: { by: 'b' }, attempt: 2 });
   });

@@ -71,7 +71,7 @@ export function createAgent(options: AgentOptions): Agent {
   let listener: Listener | undefined;
   let pollTimer: NodeJS.Timeout | undefined;
   let services: Service[] = [];
-  let state: 'new' | 'running' | 'draining' | 'stopped' = 'new';
+  let state: 'new' | 'starting' | 'running' | 'draining' | 'stopped' = 'new';
 
   function onControl(payload: string): void {
     let message: ControlMessage;
@@ -92,63 +92,16 @@ export function createAgent(options: AgentOptions): Agent {
 
     async start() {
       if (state !== 'new') throw new Error('an agent can be started once');
-      state = 'running';
-      if (options.migrate === false) await assertSchemaCurrent(options.databaseUrl, schema);
-      else await migrateUp(options.databaseUrl, schema);
-      pool = createPool(options.databaseUrl, { max: 6, applicationName: `wida agent ${id}` });
-      await checkConnection(pool, options.databaseUrl);
-      const db = new SchemaDb(pool, schema);
-      completer = new Completer(db, logger);
-      workers = new WorkerPool({
-        agentId: id,
-        db,
-        executor,
-        completer,
-        logger,
-        queues: options.queues ?? null,
-        concurrency,
-        prefetch: options.prefetch ?? concurrency,
-        leaseMs,
-        defaultTimeoutMs: options.defaultTimeoutMs ?? 15 * 60_000,
-        queueConcurrency: options.queueConcurrency ?? {},
-      });
-      const served = options.queues ? new Set(options.queues) : null;
-      listener = new Listener({
-        connectionString: options.databaseUrl,
-        channels: [db.channel('jobs'), db.channel('control')],
-        onNotification: (channel, payload) => {
-          if (channel === db.channel('control')) onControl(payload);
-          else if (!served || payload === '*' || served.has(payload)) workers!.wake();
-        },
-        onConnected: () => workers!.wake(),
-        onError: (error) => logger.warn('listen connection lost; reconnecting', { error: error.message }),
-      });
-      await listener.start();
-      const heartbeat = createHeartbeat({
-        db,
-        agent: info,
-        pool: workers,
-        leaseMs,
-        intervalMs: options.heartbeatIntervalMs ?? Math.min(5_000, leaseMs / 3),
-        logger,
-        state: () => (state === 'running' ? 'running' : 'draining'),
-      });
-      services = [heartbeat];
-      if (options.maintenance !== false) {
-        services.push(createRescuer({ pool, db, intervalMs: options.rescueIntervalMs ?? 5_000, logger }));
-        services.push(
-          createRetention({
-            pool,
-            db,
-            retentionMs: options.retentionMs ?? 86_400_000,
-            intervalMs: options.retentionIntervalMs ?? 60_000,
-            logger,
-          }),
-        );
+      state = 'starting';
+      try {
+        await startServices();
+      } catch (error) {
+        state = 'stopped';
+        await pool?.end().catch(() => {});
+        await listener?.stop();
+        throw error;
       }
-      for (const service of services) await service.start();
-      pollTimer = setInterval(() => workers!.wake(), pollIntervalMs);
-      workers.wake();
+      state = 'running';
       logger.info('agent started', { agentId: id, schema, queues: info.queues ?? 'all', concurrency });
     },
 
@@ -168,4 +121,63 @@ export function createAgent(options: AgentOptions): Agent {
       logger.info('agent stopped', { agentId: id });
     },
   };
+
+  async function startServices(): Promise<void> {
+    if (options.migrate === false) await assertSchemaCurrent(options.databaseUrl, schema);
+    else await migrateUp(options.databaseUrl, schema);
+    pool = createPool(options.databaseUrl, { max: 6, applicationName: `wida agent ${id}` });
+    await checkConnection(pool, options.databaseUrl);
+    const db = new SchemaDb(pool, schema);
+    completer = new Completer(db, logger);
+    workers = new WorkerPool({
+      agentId: id,
+      db,
+      executor,
+      completer,
+      logger,
+      queues: options.queues ?? null,
+      concurrency,
+      prefetch: options.prefetch ?? concurrency,
+      leaseMs,
+      defaultTimeoutMs: options.defaultTimeoutMs ?? 15 * 60_000,
+      queueConcurrency: options.queueConcurrency ?? {},
+    });
+    const served = options.queues ? new Set(options.queues) : null;
+    listener = new Listener({
+      connectionString: options.databaseUrl,
+      channels: [db.channel('jobs'), db.channel('control')],
+      onNotification: (channel, payload) => {
+        if (channel === db.channel('control')) onControl(payload);
+        else if (!served || payload === '*' || served.has(payload)) workers!.wake();
+      },
+      onConnected: () => workers!.wake(),
+      onError: (error) => logger.warn('listen connection lost; reconnecting', { error: error.message }),
+    });
+    await listener.start();
+    const heartbeat = createHeartbeat({
+      db,
+      agent: info,
+      pool: workers,
+      leaseMs,
+      intervalMs: options.heartbeatIntervalMs ?? Math.min(5_000, leaseMs / 3),
+      logger,
+      state: () => (state === 'running' ? 'running' : 'draining'),
+    });
+    services = [heartbeat];
+    if (options.maintenance !== false) {
+      services.push(createRescuer({ pool, db, intervalMs: options.rescueIntervalMs ?? 5_000, logger }));
+      services.push(
+        createRetention({
+          pool,
+          db,
+          retentionMs: options.retentionMs ?? 86_400_000,
+          intervalMs: options.retentionIntervalMs ?? 60_000,
+          logger,
+        }),
+      );
+    }
+    for (const service of services) await service.start();
+    pollTimer = setInterval(() => workers!.wake(), pollIntervalMs);
+    workers.wake();
+  }
 }

@@ -5,7 +5,7 @@ const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
 /** Parses "250ms", "30s", "5m", "2h", "1d" or a plain number of milliseconds; undefined if it is neither. */
 export function parseDuration(input: string | number): number | undefined {
-  if (typeof input === 'number') return Number.isFinite(input) ? input : undefined;
+  if (typeof input === 'number') return Number.isFinite(input) ? Math.round(input) : undefined;
   const text = input.trim();
   if (/^\d+$/.test(text)) return Number(text);
   const match = DURATION.exec(text);
@@ -13,8 +13,11 @@ export function parseDuration(input: string | number): number | undefined {
   return Math.round(Number(match[1]) * UNIT_MS[match[2]]);
 }
 
+/** The longest duration a timer or an integer column holds: 2^31-1 ms, about 24.8 days. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
 /** A zod field for a duration: milliseconds as a number, or a string such as "30s". */
-export function durationField(what: string, { min = 0 }: { min?: number } = {}) {
+export function durationField(what: string, { min = 0, max = MAX_DURATION_MS }: { min?: number; max?: number } = {}) {
   return z.union([z.number(), z.string()]).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
@@ -26,6 +29,10 @@ export function durationField(what: string, { min = 0 }: { min?: number } = {}) 
     }
     if (ms < min) {
       ctx.addIssue({ code: 'custom', message: `${what} must be at least ${min} ms; got ${value}` });
+      return z.NEVER;
+    }
+    if (ms > max) {
+      ctx.addIssue({ code: 'custom', message: `${what} must be at most ${max} ms (about ${Math.floor(max / 86_400_000)} days); got ${value}` });
       return z.NEVER;
     }
     return ms;

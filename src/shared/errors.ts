@@ -69,7 +69,7 @@ function listWords(words: readonly string[]): string {
 }
 
 function pastTense(action: string): string {
-  const irregular: Record<string, string> = { drop: 'dropped', retry: 'retried', replay: 'replayed', purge: 'purged' };
+  const irregular: Record<string, string> = { cancel: 'cancelled', drop: 'dropped', retry: 'retried', replay: 'replayed', purge: 'purged' };
   return irregular[action] ?? (action.endsWith('e') ? `${action}d` : `${action}ed`);
 }
 
@@ -86,4 +86,15 @@ export function sqlState(error: unknown): string | undefined {
   return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string'
     ? error.code
     : undefined;
+}
+
+/**
+ * A failure that may pass if the statement is tried again: a lost or refused connection, a server
+ * shutting down, a serialization failure or deadlock, insufficient resources. A data or constraint
+ * error (classes 22, 23, ...) will fail the same way every time.
+ */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const code = sqlState(error);
+  if (code === undefined || !/^[0-9A-Z]{5}$/.test(code)) return true; // socket errors (ECONNRESET, ...) and the like
+  return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '40001' || code === '40P01';
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { durationField } from './duration.js';
 import { ValidationError } from './errors.js';
+import { hasNulEscape } from './storable.js';
 import { PRIORITIES, priorityToNumber } from './job-state.js';
 
 /** Defaults for a job, in one place: the insert statement fills omitted fields from these. */
@@ -40,7 +41,7 @@ export const jobSpecSchema = z
     payload: z.unknown().optional(),
     priority: z.enum(PRIORITIES, { error: `priority must be one of ${PRIORITIES.join(', ')}` }).optional(),
     runAt: z.union([z.date(), z.iso.datetime({ offset: true })], { error: 'runAt must be a Date or an ISO 8601 timestamp with a time zone' }).optional(),
-    delay: durationField('delay').optional(),
+    delay: durationField('delay', { max: Number.MAX_SAFE_INTEGER }).optional(),
     maxAttempts: z.number().int('maxAttempts must be a whole number').min(1, 'maxAttempts must be at least 1').max(1000, 'maxAttempts must be at most 1000').optional(),
     backoff: backoffSchema.optional(),
     timeout: durationField('timeout', { min: 1 }).optional(),
@@ -95,7 +96,11 @@ export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: 
   if (payloadText === undefined) {
     throw new ValidationError('payload', `${where}payload must be a JSON value (object, array, string, number, boolean or null)`);
   }
-  const bytes = Buffer.byteLength(payloadText);
+  if (hasNulEscape(payloadText)) {
+    throw new ValidationError('payload', `${where}payload contains a NUL character (\\u0000), which PostgreSQL cannot store`);
+  }
+  // UTF-8 takes at most 3 bytes per UTF-16 unit, so short payloads need no byte count.
+  const bytes = payloadText.length * 3 <= maxPayloadBytes ? 0 : Buffer.byteLength(payloadText);
   if (bytes > maxPayloadBytes) {
     throw new ValidationError('payload', `${where}payload is ${bytes} bytes; the limit is ${maxPayloadBytes} bytes (WIDA_MAX_PAYLOAD_BYTES)`);
   }

@@ -41,6 +41,15 @@ export interface CreatedJob {
 
 const FINAL: readonly string[] = ['completed', 'dead', 'cancelled'];
 
+const COLUMNS =
+  'queue text, task text, payload jsonb, priority smallint, state text, attempt integer, max_attempts integer, ' +
+  'run_in_ms bigint, claimed_by text, lease_in_ms bigint, lease_epoch integer, started boolean, finished_ago_ms bigint, ' +
+  'timeout_ms integer, backoff_strategy text, backoff_base_ms integer, backoff_factor real, backoff_max_ms integer, ' +
+  'backoff_jitter real, idempotency_key text, last_error text, attempt_log jsonb';
+const COLUMN_NAMES = COLUMNS.split(', ')
+  .map((column) => column.split(' ')[0])
+  .join(', ');
+
 /** Inserts one job in the given state and returns its id and lease epoch. */
 export async function insertJob(db: SqlRunner, schema: string, fields: JobFields = {}): Promise<CreatedJob> {
   const [job] = await insertJobs(db, schema, [fields]);
@@ -90,12 +99,7 @@ export async function insertJobs(db: SqlRunner, schema: string, list: readonly J
             CASE WHEN started THEN now() - coalesce(finished_ago_ms, 0) * interval '1 millisecond' END,
             now() - finished_ago_ms * interval '1 millisecond', timeout_ms, backoff_strategy,
             backoff_base_ms, backoff_factor, backoff_max_ms, backoff_jitter, idempotency_key, last_error, attempt_log
-       FROM jsonb_to_recordset($1::jsonb) WITH ORDINALITY AS r(
-              queue text, task text, payload jsonb, priority smallint, state text, attempt integer, max_attempts integer,
-              run_in_ms bigint, claimed_by text, lease_in_ms bigint, lease_epoch integer, started boolean,
-              finished_ago_ms bigint, timeout_ms integer, backoff_strategy text, backoff_base_ms integer,
-              backoff_factor real, backoff_max_ms integer, backoff_jitter real, idempotency_key text, last_error text,
-              attempt_log jsonb, ord)
+       FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (${COLUMNS})) WITH ORDINALITY AS r(${COLUMN_NAMES}, ord)
       ORDER BY ord
      RETURNING id, lease_epoch, attempt`,
     [JSON.stringify(rows)],

@@ -1,21 +1,22 @@
 import type { SchemaDb } from '../../shared/db/sql.js';
 import { jobCompleteMany, jobFailMany, type FailedRun, type LeaseRef } from '../../shared/db/queries/jobs.js';
+import { isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
+import { storableJson, storableText } from '../../shared/storable.js';
 
-export interface CompleterEvents {
-  /** a run's outcome is stored, or was rejected because the lease had moved on */
-  onSettled?: (run: LeaseRef, outcome: 'completed' | 'pending' | 'dead' | 'rejected') => void;
+interface CompletedRun extends LeaseRef {
+  /** the result as JSON text, or null */
+  result: string | null;
 }
 
 /**
  * Collects finished runs and writes them in batches: one statement for all completions and one for all
- * failures gathered during an event-loop turn, one flush in flight at a time. A write that fails is
- * retried with the next flush, so a database blip delays outcomes without losing them.
+ * failures gathered during an event-loop turn, one flush in flight at a time. A batch that fails for a
+ * passing reason (connection lost) is kept and tried again; one the database refuses is split so a
+ * single bad row cannot hold back the others.
  */
 export class Completer {
-  private completed: LeaseRef[] = [];
-  private results: unknown[] = [];
-  private hasResults = false;
+  private completed: CompletedRun[] = [];
   private failed: FailedRun[] = [];
   private flushing: Promise<void> | undefined;
   private scheduled = false;
@@ -23,7 +24,6 @@ export class Completer {
   constructor(
     private readonly db: SchemaDb,
     private readonly logger: Logger,
-    private readonly events: CompleterEvents = {},
   ) {}
 
   get backlog(): number {
@@ -31,14 +31,19 @@ export class Completer {
   }
 
   complete(run: LeaseRef, result: unknown): void {
-    this.completed.push(run);
-    this.results.push(result);
-    if (result !== undefined) this.hasResults = true;
+    let text: string | null;
+    try {
+      text = result === undefined ? null : storableJson(result);
+    } catch (error) {
+      this.fail({ ...run, outcome: 'failed', error: `the handler's result cannot be stored as JSON: ${(error as Error).message}` });
+      return;
+    }
+    this.completed.push({ id: run.id, leaseEpoch: run.leaseEpoch, result: text });
     this.schedule();
   }
 
   fail(run: FailedRun): void {
-    this.failed.push(run);
+    this.failed.push({ ...run, error: storableText(run.error), stack: run.stack === undefined ? undefined : storableText(run.stack) });
     this.schedule();
   }
 
@@ -56,49 +61,54 @@ export class Completer {
 
   private async flush(): Promise<void> {
     const completed = this.completed;
-    const results = this.hasResults ? this.results : null;
     const failed = this.failed;
     this.completed = [];
-    this.results = [];
-    this.hasResults = false;
     this.failed = [];
     await Promise.all([
-      completed.length > 0 && this.writeCompleted(completed, results),
-      failed.length > 0 && this.writeFailed(failed),
+      completed.length > 0 && this.write('completion', completed, (runs) => this.storeCompleted(runs), (runs) => this.completed.push(...runs)),
+      failed.length > 0 && this.write('failure', failed, (runs) => this.storeFailed(runs), (runs) => this.failed.push(...runs)),
     ]);
   }
 
-  private async writeCompleted(runs: LeaseRef[], results: unknown[] | null): Promise<void> {
-    try {
-      const done = await jobCompleteMany(this.db, runs, results);
-      for (const run of runs) {
-        const ok = done.has(run.id);
-        if (!ok) this.logger.warn('completion rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
-        this.events.onSettled?.(run, ok ? 'completed' : 'rejected');
-      }
-    } catch (error) {
-      this.logger.error('could not store completions; retrying', { error: (error as Error).message, jobs: runs.length });
-      this.completed.push(...runs);
-      if (results) {
-        this.results.push(...results);
-        this.hasResults = true;
-      } else this.results.push(...new Array(runs.length));
-      await delay(250);
+  private async storeCompleted(runs: CompletedRun[]): Promise<void> {
+    const results = runs.some((run) => run.result !== null) ? runs.map((run) => run.result) : null;
+    const done = await jobCompleteMany(this.db, runs, results);
+    for (const run of runs) {
+      if (!done.has(run.id)) this.logger.warn('completion rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
     }
   }
 
-  private async writeFailed(runs: FailedRun[]): Promise<void> {
+  private async storeFailed(runs: FailedRun[]): Promise<void> {
+    const states = await jobFailMany(this.db, runs);
+    for (const run of runs) {
+      if (!states.has(run.id)) this.logger.warn('failure rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
+    }
+  }
+
+  private async write<T extends LeaseRef>(what: string, runs: T[], store: (runs: T[]) => Promise<void>, keep: (runs: T[]) => void): Promise<void> {
     try {
-      const states = await jobFailMany(this.db, runs);
-      for (const run of runs) {
-        const state = states.get(run.id);
-        if (!state) this.logger.warn('failure rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
-        this.events.onSettled?.(run, (state as 'pending' | 'dead' | undefined) ?? 'rejected');
-      }
+      await store(runs);
+      return;
     } catch (error) {
-      this.logger.error('could not store failures; retrying', { error: (error as Error).message, jobs: runs.length });
-      this.failed.push(...runs);
-      await delay(250);
+      if (isTransientDatabaseError(error)) {
+        this.logger.error(`could not store ${what}s; retrying`, { error: (error as Error).message, jobs: runs.length });
+        keep(runs);
+        await delay(250);
+        return;
+      }
+    }
+    for (const run of runs) {
+      try {
+        await store([run]);
+      } catch (error) {
+        if (isTransientDatabaseError(error)) keep([run]);
+        else {
+          this.logger.error(`the database refused the ${what} of a job; its lease will expire and it will run again`, {
+            jobId: run.id,
+            error: (error as Error).message,
+          });
+        }
+      }
     }
   }
 

@@ -7,6 +7,7 @@ import type { Completer } from './completer.js';
 import type { Executor } from './executors/executor.js';
 
 const MAX_CLAIMS_IN_FLIGHT = 2;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface WorkerPoolOptions {
   agentId: string;
@@ -156,7 +157,8 @@ export class WorkerPool {
       job,
       controller,
       settled: false,
-      timer: setTimeout(() => this.abort(job.id, new JobAbort('timed_out', `timed out after ${timeoutMs} ms`)), timeoutMs),
+      // setTimeout turns anything above 2^31-1 ms into 1 ms; validation keeps timeouts below that, this is the backstop.
+      timer: setTimeout(() => this.abort(job.id, new JobAbort('timed_out', `timed out after ${timeoutMs} ms`)), Math.min(timeoutMs, MAX_TIMER_MS)),
     };
     this.running.set(job.id, entry);
     this.runningPerQueue.set(job.queue, (this.runningPerQueue.get(job.queue) ?? 0) + 1);
@@ -173,8 +175,8 @@ export class WorkerPool {
       execution = Promise.reject(error);
     }
     execution.then(
-      (result) => this.settle(entry, undefined, result),
-      (error) => this.settle(entry, error, undefined),
+      (result) => this.settle(entry, { ok: true, result }),
+      (error) => this.settle(entry, { ok: false, error }),
     );
   }
 
@@ -183,11 +185,11 @@ export class WorkerPool {
     const entry = this.running.get(jobId);
     if (!entry || entry.settled) return false;
     entry.controller.abort(reason);
-    this.settle(entry, reason, undefined);
+    this.settle(entry, { ok: false, error: reason });
     return true;
   }
 
-  private settle(entry: RunningJob, error: unknown, result: unknown): void {
+  private settle(entry: RunningJob, outcome: { ok: true; result: unknown } | { ok: false; error: unknown }): void {
     if (entry.settled) return;
     entry.settled = true;
     clearTimeout(entry.timer);
@@ -196,8 +198,9 @@ export class WorkerPool {
     this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
     const run = { id: job.id, leaseEpoch: job.leaseEpoch };
     const { completer } = this.options;
-    if (error === undefined) {
-      completer.complete(run, result);
+    const error = outcome.ok ? undefined : outcome.error;
+    if (outcome.ok) {
+      completer.complete(run, outcome.result);
     } else if (error instanceof JobAbort) {
       // Cancelled or lost jobs are no longer ours to record; shutdown releases them instead.
       if (error.outcome === 'timed_out') completer.fail({ ...run, outcome: 'timed_out', error: error.message });

@@ -117,7 +117,7 @@ export async function jobList(db: SchemaDb, filter: JobListFilter = {}): Promise
     filter.states ?? null,
     filter.queue ?? null,
     filter.task ?? null,
-    filter.text ?? null,
+    filter.text === undefined ? null : filter.text.replace(/[\\%_]/g, '\\$&'), // typed text, not a LIKE pattern
     filter.finishedSince ?? null,
     filter.limit ?? 100,
     filter.beforeId ?? null,

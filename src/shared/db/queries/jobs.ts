@@ -124,6 +124,8 @@ export interface ClaimedJob {
   maxAttempts: number;
   leaseEpoch: number;
   timeoutMs: number | null;
+  /** run_at in microseconds since the epoch, for ordering a batch */
+  runAtMicros: number;
 }
 
 // ANY(ARRAY(...)) rather than IN (...): on PostgreSQL 15 the IN form scanned the whole table per claim.
@@ -144,7 +146,8 @@ const CLAIM = statement(
        ORDER BY priority DESC, run_at, id
        LIMIT $4
        FOR UPDATE SKIP LOCKED))
-   RETURNING id, queue, task, payload, priority, attempt, max_attempts, lease_epoch, timeout_ms`,
+   RETURNING id, queue, task, payload, priority, attempt, max_attempts, lease_epoch, timeout_ms,
+             (extract(epoch FROM run_at) * 1000000)::bigint AS run_at_us`,
 );
 
 export interface ClaimParams {
@@ -161,7 +164,8 @@ export interface ClaimParams {
 /** Claims up to `limit` ready jobs, highest priority first, then oldest run_at, then lowest id. */
 export async function jobClaimBatch(db: SchemaDb, params: ClaimParams): Promise<ClaimedJob[]> {
   const rows = await db.rows(CLAIM, [params.agentId, params.leaseMs, params.queues, params.limit, params.now ?? null, params.tasks]);
-  const jobs = rows.map((row): ClaimedJob => ({
+  const jobs = rows.map(
+    (row): ClaimedJob => ({
     id: Number(row.id),
     queue: row.queue,
     task: row.task,
@@ -171,9 +175,11 @@ export async function jobClaimBatch(db: SchemaDb, params: ClaimParams): Promise<
     maxAttempts: row.max_attempts,
     leaseEpoch: row.lease_epoch,
     timeoutMs: row.timeout_ms,
-  }));
-  // RETURNING has no order; within one batch every job is ready, so priority then id is the claim order.
-  return jobs.sort((a, b) => b.priority - a.priority || a.id - b.id);
+      runAtMicros: Number(row.run_at_us),
+    }),
+  );
+  // RETURNING has no order: put the batch back in claim order.
+  return jobs.sort((a, b) => b.priority - a.priority || a.runAtMicros - b.runAtMicros || a.id - b.id);
 }
 
 /** A finished run: the job id and the lease epoch it was claimed under (the fencing token). */
@@ -185,8 +191,9 @@ export interface LeaseRef {
 const COMPLETE = statement(
   'job_complete_many',
   `UPDATE @.jobs AS j
-      SET state = 'completed', finished_at = now(), lease_expires_at = NULL, last_error = NULL, result = c.result
-     FROM unnest($1::bigint[], $2::integer[], $3::jsonb[]) AS c(id, lease_epoch, result)
+      SET state = 'completed', finished_at = now(), lease_expires_at = NULL, last_error = NULL,
+          result = ($3::jsonb[])[c.n]
+     FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS c(id, lease_epoch, n)
     WHERE j.id = c.id AND j.lease_epoch = c.lease_epoch AND j.state = 'running'
    RETURNING j.id`,
 );
@@ -198,7 +205,8 @@ const COMPLETE = statement(
 export async function jobCompleteMany(
   db: SchemaDb,
   runs: readonly LeaseRef[],
-  results: readonly unknown[] | null,
+  /** JSON text per run (null for none), or null when no run has a result */
+  results: readonly (string | null)[] | null,
 ): Promise<Set<number>> {
   const ids = new Array<number>(runs.length);
   const epochs = new Array<number>(runs.length);
@@ -206,8 +214,7 @@ export async function jobCompleteMany(
     ids[i] = runs[i].id;
     epochs[i] = runs[i].leaseEpoch;
   }
-  const resultTexts = results ? results.map((r) => (r === undefined ? null : JSON.stringify(r))) : new Array(runs.length).fill(null);
-  const rows = await db.rows(COMPLETE, [ids, epochs, resultTexts]);
+  const rows = await db.rows(COMPLETE, [ids, epochs, results]);
   return new Set(rows.map((row) => Number(row.id)));
 }
 

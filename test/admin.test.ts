@@ -1,0 +1,374 @@
+import { hostname } from 'node:os';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
+import type { JobContext } from '../src/agent/worker/executors/executor.js';
+import { InvalidJobStateError, JobNotFoundError } from '../src/shared/errors.js';
+import type { JobState } from '../src/shared/job-state.js';
+import { silentLogger } from '../src/shared/logger.js';
+import { WIDA_VERSION } from '../src/shared/version.js';
+import { useTestSchema, waitFor } from './support/database.js';
+import { insertJob, insertJobs, rawJob } from './support/factories.js';
+
+const t = useTestSchema('admin');
+const agents: Agent[] = [];
+
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((agent) => agent.stop()));
+});
+
+function startAgent(options: Partial<AgentOptions>): Promise<Agent> {
+  const agent = createAgent({ databaseUrl: t.url, schema: t.schema, logger: silentLogger, pollIntervalMs: 50, ...options });
+  agents.push(agent);
+  return agent.start().then(() => agent);
+}
+
+async function rejection(promise: Promise<unknown>): Promise<any> {
+  return promise.then(
+    () => {
+      throw new Error('expected the call to fail, but it succeeded');
+    },
+    (error) => error,
+  );
+}
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+type Action = 'retryJob' | 'cancelJob' | 'dropJob' | 'replayJob';
+
+describe('actions on jobs in the wrong state', () => {
+  const retryMessage = 'only pending, dead or cancelled jobs can be retried';
+  const cancelMessage = /only waiting, pending or running jobs can be cancell?ed$/;
+  const dropMessage = 'only waiting, pending, completed, dead or cancelled jobs can be dropped';
+  const replayMessage = 'only dead jobs can be replayed';
+
+  it.each<[Action, JobState, string | RegExp]>([
+    ['retryJob', 'running', retryMessage],
+    ['retryJob', 'completed', retryMessage],
+    ['retryJob', 'waiting', retryMessage],
+    ['cancelJob', 'completed', cancelMessage],
+    ['cancelJob', 'dead', cancelMessage],
+    ['cancelJob', 'cancelled', cancelMessage],
+    ['dropJob', 'running', dropMessage],
+    ['replayJob', 'pending', replayMessage],
+    ['replayJob', 'running', replayMessage],
+    ['replayJob', 'completed', replayMessage],
+    ['replayJob', 'cancelled', replayMessage],
+  ])('%s on a %s job -> InvalidJobStateError, job unchanged', async (action, state, expected) => {
+    const job = await insertJob(t.pool, t.schema, { task: 'wrong_state', state });
+    const before = await rawJob(t.pool, t.schema, job.id);
+    const error = await rejection(t.client[action](job.id));
+    expect(error).toBeInstanceOf(InvalidJobStateError);
+    expect(error).toMatchObject({ code: 'JOB_STATE_INVALID', jobId: job.id, state, action: action.replace('Job', '') });
+    if (typeof expected === 'string') expect(error.message).toBe(`job ${job.id} is ${state}; ${expected}`);
+    else {
+      expect(error.message).toMatch(new RegExp(`^job ${job.id} is ${state}; `));
+      expect(error.message).toMatch(expected);
+    }
+    expect(await rawJob(t.pool, t.schema, job.id)).toEqual(before);
+  });
+
+  it.each<Action | 'getJob'>(['getJob', 'retryJob', 'cancelJob', 'dropJob', 'replayJob'])('%s on an unknown id -> JobNotFoundError', async (action) => {
+    const error = await rejection(t.client[action](987_654_321));
+    expect(error).toBeInstanceOf(JobNotFoundError);
+    expect(error).toMatchObject({ code: 'JOB_NOT_FOUND', jobId: 987_654_321 });
+    expect(error.message).toMatch(/^job 987654321 does not exist/);
+  });
+});
+
+describe('actions on jobs in the right state', () => {
+  it('retry of a dead job: pending now, fresh attempts, history kept with a "retried" entry', async () => {
+    const job = await insertJob(t.pool, t.schema, {
+      task: 'retry_me',
+      state: 'dead',
+      maxAttempts: 2,
+      attempt: 2,
+      lastError: 'second failure',
+      attemptLog: [{ outcome: 'failed', error: 'first failure' }, { outcome: 'failed', error: 'second failure' }],
+    });
+    await t.client.retryJob(job.id);
+    const row = await t.client.getJob(job.id);
+    expect(row).toMatchObject({ state: 'pending', attempt: 0, finishedAt: null, replayCount: 0 });
+    expect(row.attemptLog.map((entry) => entry.outcome)).toEqual(['failed', 'failed', 'retried']);
+  });
+
+  it('retry of a cancelled job, and of a pending job scheduled later, makes it due now', async () => {
+    const [cancelled, later] = await insertJobs(t.pool, t.schema, [
+      { task: 'retry_me', state: 'cancelled' },
+      { task: 'retry_me', state: 'pending', runInMs: 3_600_000, attempt: 1 },
+    ]);
+    await t.client.retryJob(cancelled.id);
+    await t.client.retryJob(later.id);
+    const { rows } = await t.pool.query(
+      `SELECT id, state, attempt, run_at <= now() AS due FROM "${t.schema}".jobs WHERE id = ANY($1::bigint[]) ORDER BY id`,
+      [[cancelled.id, later.id]],
+    );
+    expect(rows).toEqual([
+      { id: String(cancelled.id), state: 'pending', attempt: 0, due: true },
+      // a pending job keeps its attempt count: it has not failed
+      { id: String(later.id), state: 'pending', attempt: 1, due: true },
+    ]);
+  });
+
+  it('cancel of a waiting or pending job: cancelled and finished; an agent never runs it', async () => {
+    const ran: string[] = [];
+    const [waiting, pending] = await insertJobs(t.pool, t.schema, [
+      { task: 'cancel_me', state: 'waiting' },
+      { task: 'cancel_me', state: 'pending', payload: 'cancelled one' },
+    ]);
+    await t.client.cancelJob(waiting.id);
+    await t.client.cancelJob(pending.id);
+    for (const id of [waiting.id, pending.id]) {
+      const row = await t.client.getJob(id);
+      expect(row.state).toBe('cancelled');
+      expect(row.finishedAt).toBeInstanceOf(Date);
+    }
+    const marker = await t.client.enqueue({ task: 'cancel_me', payload: 'marker' });
+    await startAgent({ handlers: { cancel_me: (payload: string) => void ran.push(payload) } });
+    await waitFor('the marker job ran', async () => (await t.client.getJob(marker.id)).state === 'completed');
+    expect(ran).toEqual(['marker']);
+  });
+
+  it.each<JobState>(['waiting', 'pending', 'completed', 'dead', 'cancelled'])('drop deletes a %s job', async (state) => {
+    const job = await insertJob(t.pool, t.schema, { task: 'drop_me', state });
+    await t.client.dropJob(job.id);
+    expect(await rawJob(t.pool, t.schema, job.id)).toBeUndefined();
+    await expect(t.client.dropJob(job.id)).rejects.toBeInstanceOf(JobNotFoundError);
+  });
+});
+
+describe('cancelling a running job', () => {
+  it('fires the handler AbortSignal with the reason; the job ends cancelled and its late completion is ignored', async () => {
+    const started = deferred();
+    const finishedLate = deferred();
+    const reasons: unknown[] = [];
+    const agent = await startAgent({
+      handlers: {
+        long_running: async (_payload, ctx: JobContext) => {
+          started.resolve();
+          await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
+          reasons.push(ctx.signal.reason);
+          // ignores the cancellation and "completes" anyway
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          finishedLate.resolve();
+          return { late: true };
+        },
+      },
+    });
+    const { id } = await t.client.enqueue({ task: 'long_running' });
+    await started.promise;
+    expect((await t.client.getJob(id)).state).toBe('running');
+    await t.client.cancelJob(id);
+    await waitFor('the handler signal to fire', () => reasons.length === 1);
+    expect(reasons[0]).toBeInstanceOf(Error);
+    expect(reasons[0]).toMatchObject({ outcome: 'cancelled', message: 'cancelled by an operator' });
+    await finishedLate.promise;
+    await agent.stop(); // drains the completer: anything it would write is written now
+    const job = await t.client.getJob(id);
+    expect(job).toMatchObject({ state: 'cancelled', result: null, leaseExpiresAt: null });
+    expect(job.attemptLog).toEqual([expect.objectContaining({ attempt: 1, agent: agent.id, outcome: 'cancelled' })]);
+  });
+});
+
+describe('dead letter queue', () => {
+  it('a job that exhausts its attempts is dead with every error; replay runs it again from attempt 0', async () => {
+    let failing = true;
+    const attempts: number[] = [];
+    await startAgent({
+      handlers: {
+        dlq_task: (_payload, ctx: JobContext) => {
+          attempts.push(ctx.job.attempt);
+          if (failing) throw new Error(`attempt ${ctx.job.attempt} failed`);
+          return 'recovered';
+        },
+      },
+    });
+    const { id } = await t.client.enqueue({ task: 'dlq_task', queue: 'dlq_e2e', payload: { order: 7 }, maxAttempts: 3, backoff: { strategy: 'fixed', base: 10, jitter: 0 } });
+    const dead = await waitFor('the job to be dead', async () => {
+      const job = await t.client.getJob(id);
+      return job.state === 'dead' ? job : undefined;
+    });
+    expect(dead.attemptLog.map((entry) => entry.error)).toEqual(['attempt 1 failed', 'attempt 2 failed', 'attempt 3 failed']);
+    expect(dead.payload).toEqual({ order: 7 });
+    expect((await t.client.listDead({ queue: 'dlq_e2e' })).map((job) => job.id)).toEqual([id]);
+
+    failing = false;
+    await t.client.replayJob(id);
+    const replayed = await t.client.getJob(id);
+    // It may already have been claimed again; what replay wrote is visible in the log and counters either way.
+    expect(replayed.replayCount).toBe(1);
+    expect(replayed.attemptLog.map((entry) => entry.outcome)).toEqual(['failed', 'failed', 'failed', 'replayed']);
+
+    const done = await waitFor('the replayed job to complete', async () => {
+      const job = await t.client.getJob(id);
+      return job.state === 'completed' ? job : undefined;
+    });
+    expect(done).toMatchObject({ attempt: 1, replayCount: 1, result: 'recovered', lastError: null, payload: { order: 7 } });
+    expect(done.attemptLog).toHaveLength(4);
+    expect(attempts).toEqual([1, 2, 3, 1]);
+    expect(await t.client.listDead({ queue: 'dlq_e2e' })).toEqual([]);
+  });
+
+  it('replayJob sets pending, attempt 0, replay_count + 1 and appends a "replayed" entry', async () => {
+    const job = await insertJob(t.pool, t.schema, {
+      task: 'dlq_unhandled',
+      state: 'dead',
+      attempt: 2,
+      maxAttempts: 2,
+      attemptLog: [{ outcome: 'failed', error: 'a' }, { outcome: 'failed', error: 'b' }],
+    });
+    await t.client.replayJob(job.id);
+    const row = await t.client.getJob(job.id);
+    expect(row).toMatchObject({ state: 'pending', attempt: 0, replayCount: 1, finishedAt: null });
+    expect(row.attemptLog).toEqual([
+      { outcome: 'failed', error: 'a' },
+      { outcome: 'failed', error: 'b' },
+      expect.objectContaining({ outcome: 'replayed', at: expect.any(String) }),
+    ]);
+  });
+
+  async function seedDead() {
+    const jobs = await insertJobs(t.pool, t.schema, [
+      { queue: 'dlq_a', task: 'dlq_t1', state: 'dead' },
+      { queue: 'dlq_a', task: 'dlq_t2', state: 'dead' },
+      { queue: 'dlq_b', task: 'dlq_t1', state: 'dead' },
+      { queue: 'dlq_b', task: 'dlq_t2', state: 'dead' },
+      { queue: 'dlq_a', task: 'dlq_t1', state: 'completed' },
+      { queue: 'dlq_a', task: 'dlq_t1', state: 'pending' },
+    ]);
+    return jobs.map((job) => job.id);
+  }
+
+  async function states(ids: number[]): Promise<string[]> {
+    const { rows } = await t.pool.query(
+      `SELECT i.id, j.state FROM unnest($1::bigint[]) WITH ORDINALITY AS i(id, n) LEFT JOIN "${t.schema}".jobs j ON j.id = i.id ORDER BY i.n`,
+      [ids],
+    );
+    return rows.map((row) => row.state ?? 'gone');
+  }
+
+  afterEach(async () => {
+    await t.pool.query(`DELETE FROM "${t.schema}".jobs WHERE queue IN ('dlq_a', 'dlq_b')`);
+  });
+
+  it('replayDead by queue, by task and by ids replays only matching dead jobs', async () => {
+    const [a1, a2, b1, b2, completed, pending] = await seedDead();
+    expect((await t.client.replayDead({ queue: 'dlq_a' })).sort()).toEqual([a1, a2].sort());
+    expect(await states([a1, a2, b1, b2, completed, pending])).toEqual(['pending', 'pending', 'dead', 'dead', 'completed', 'pending']);
+    expect(await t.client.replayDead({ task: 'dlq_t2' })).toEqual([b2]);
+    expect(await t.client.replayDead({ ids: [b1, completed, pending] })).toEqual([b1]);
+    expect(await states([b1, b2, completed])).toEqual(['pending', 'pending', 'completed']);
+    expect((await t.client.getJob(b1)).replayCount).toBe(1);
+    expect(await t.client.replayDead({ ids: [] })).toEqual([]);
+  });
+
+  it('purgeDead by queue and task, and by ids, deletes only matching dead jobs', async () => {
+    const [a1, a2, b1, b2, completed, pending] = await seedDead();
+    expect(await t.client.purgeDead({ queue: 'dlq_a', task: 'dlq_t2' })).toEqual([a2]);
+    expect(await t.client.purgeDead({ ids: [b1, completed, pending] })).toEqual([b1]);
+    expect(await states([a1, a2, b1, b2, completed, pending])).toEqual(['dead', 'gone', 'gone', 'dead', 'completed', 'pending']);
+    expect((await t.client.purgeDead({ task: 'dlq_t1', queue: 'dlq_a' })).sort()).toEqual([a1]);
+  });
+});
+
+describe('listings', () => {
+  it('listJobs filters by states, queue, task and text (task, payload or last error, any case)', async () => {
+    const [alphaPending, betaDead, alphaCompleted] = await insertJobs(t.pool, t.schema, [
+      { queue: 'list_q', task: 'list_alpha', state: 'pending', payload: { customer: 'ACME Corp' } },
+      { queue: 'list_q', task: 'list_beta', state: 'dead', payload: { customer: 'Globex' }, lastError: 'Connection REFUSED by upstream' },
+      { queue: 'list_q', task: 'list_alpha', state: 'completed', payload: { customer: 'Initech' } },
+      { queue: 'list_other', task: 'list_alpha', state: 'pending', payload: { customer: 'acme elsewhere' } },
+    ]);
+    const ids = async (filter: Parameters<typeof t.client.listJobs>[0]) => (await t.client.listJobs(filter)).map((job) => job.id);
+    expect(await ids({ queue: 'list_q' })).toEqual([alphaCompleted.id, betaDead.id, alphaPending.id]);
+    expect(await ids({ queue: 'list_q', states: ['dead', 'completed'] })).toEqual([alphaCompleted.id, betaDead.id]);
+    expect(await ids({ queue: 'list_q', task: 'list_alpha' })).toEqual([alphaCompleted.id, alphaPending.id]);
+    expect(await ids({ queue: 'list_q', text: 'acme' })).toEqual([alphaPending.id]);
+    expect(await ids({ queue: 'list_q', text: 'refused' })).toEqual([betaDead.id]);
+    expect(await ids({ queue: 'list_q', text: 'LIST_BETA' })).toEqual([betaDead.id]);
+    expect(await ids({ queue: 'list_q', limit: 1 })).toEqual([alphaCompleted.id]);
+    expect(await ids({ queue: 'list_q', beforeId: alphaCompleted.id })).toEqual([betaDead.id, alphaPending.id]);
+    expect((await t.client.listJobs({ text: 'acme' })).map((job) => job.queue).sort()).toEqual(['list_other', 'list_q']);
+  });
+
+  it('listQueues counts jobs by state and shows the paused flag, including queues with no jobs', async () => {
+    await insertJobs(t.pool, t.schema, [
+      { queue: 'lq_counts', state: 'pending' },
+      { queue: 'lq_counts', state: 'pending' },
+      { queue: 'lq_counts', state: 'running' },
+      { queue: 'lq_counts', state: 'dead' },
+      { queue: 'lq_counts', state: 'completed' },
+    ]);
+    const find = async (name: string) => (await t.client.listQueues()).find((queue) => queue.name === name);
+    expect(await find('lq_counts')).toEqual({ name: 'lq_counts', paused: false, concurrencyLimit: null, counts: { pending: 2, running: 1, dead: 1, completed: 1 } });
+    await t.client.pauseQueue('lq_counts');
+    expect(await find('lq_counts')).toMatchObject({ paused: true, counts: { pending: 2 } });
+    await t.client.resumeQueue('lq_counts');
+    expect(await find('lq_counts')).toMatchObject({ paused: false });
+    await t.client.pauseQueue('lq_empty');
+    expect(await find('lq_empty')).toEqual({ name: 'lq_empty', paused: true, concurrencyLimit: null, counts: {} });
+  });
+
+  it('listAgents shows a started agent with host, pid, version, queues and a fresh heartbeat; stopped after stop()', async () => {
+    const agent = await startAgent({ queues: ['agents_q'], concurrency: 3, handlers: { noop: () => {} } });
+    const row = await waitFor('the agent to register', async () => (await t.client.listAgents()).find((a) => a.id === agent.id));
+    expect(row).toMatchObject({ host: hostname(), pid: process.pid, version: WIDA_VERSION, queues: ['agents_q'], concurrency: 3, state: 'running' });
+    expect(row.heartbeatAt).toBeInstanceOf(Date);
+    expect(row.startedAt).toBeInstanceOf(Date);
+    expect(row.heartbeatAgeMs).toBeGreaterThanOrEqual(0);
+    expect(row.heartbeatAgeMs).toBeLessThan(5_000);
+    await agent.stop();
+    expect((await t.client.listAgents()).find((a) => a.id === agent.id)).toMatchObject({ state: 'stopped' });
+  });
+});
+
+describe('paused queues', () => {
+  it('an agent does not claim from a paused queue; after resume it does', async () => {
+    const ran: string[] = [];
+    await t.client.pauseQueue('pause_a');
+    const inA = await t.client.enqueueMany([1, 2, 3].map((n) => ({ task: 'pausable', queue: 'pause_a', payload: `a${n}` })));
+    const inB = await t.client.enqueueMany([1, 2, 3].map((n) => ({ task: 'pausable', queue: 'pause_b', payload: `b${n}` })));
+    await startAgent({ handlers: { pausable: (payload: string) => void ran.push(payload) } });
+    await waitFor('queue b done', async () => (await Promise.all(inB.map((job) => t.client.getJob(job.id)))).every((job) => job.state === 'completed'));
+    expect(ran.sort()).toEqual(['b1', 'b2', 'b3']);
+    for (const job of inA) expect((await t.client.getJob(job.id)).state).toBe('pending');
+
+    await t.client.resumeQueue('pause_a');
+    await waitFor('queue a done', async () => (await Promise.all(inA.map((job) => t.client.getJob(job.id)))).every((job) => job.state === 'completed'));
+    expect(ran.sort()).toEqual(['a1', 'a2', 'a3', 'b1', 'b2', 'b3']);
+  });
+
+  it('pausing a queue gives back jobs the agent had claimed but not started', async () => {
+    const release = deferred();
+    const started: string[] = [];
+    await startAgent({
+      concurrency: 1,
+      prefetch: 5,
+      handlers: {
+        blocking: async (payload: string) => {
+          started.push(payload);
+          await release.promise;
+        },
+      },
+    });
+    const jobs = await t.client.enqueueMany([1, 2, 3, 4].map((n) => ({ task: 'blocking', queue: 'pause_buffered', payload: `j${n}` })));
+    await waitFor('all four claimed', async () => {
+      const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".jobs WHERE queue = 'pause_buffered' AND state = 'running'`);
+      return rows[0].n === 4;
+    });
+    expect(started).toHaveLength(1);
+    await t.client.pauseQueue('pause_buffered');
+    await waitFor('three buffered jobs released', async () => {
+      const { rows } = await t.pool.query(
+        `SELECT count(*)::int AS n FROM "${t.schema}".jobs WHERE queue = 'pause_buffered' AND state = 'pending' AND attempt = 0 AND lease_expires_at IS NULL`,
+      );
+      return rows[0].n === 3;
+    });
+    release.resolve();
+    await waitFor('the started job to complete', async () => (await t.client.getJob(jobs.find((_, i) => `j${i + 1}` === started[0])!.id)).state === 'completed');
+    expect(started).toHaveLength(1);
+  });
+});

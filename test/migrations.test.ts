@@ -1,0 +1,199 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createAgent } from '../src/agent/agent.js';
+import { createClient } from '../src/shared/client.js';
+import { latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus } from '../src/shared/db/migrate.js';
+import { ConfigError, MigrationError, SchemaTooNewError } from '../src/shared/errors.js';
+import { silentLogger } from '../src/shared/logger.js';
+
+let url: string;
+let pool: pg.Pool;
+const created: string[] = [];
+
+beforeAll(() => {
+  url = inject('databaseUrl');
+  pool = new pg.Pool({ connectionString: url, max: 3 });
+});
+
+afterEach(async () => {
+  for (const schema of created.splice(0)) await pool.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+});
+
+afterAll(async () => {
+  await pool?.end();
+});
+
+/** A schema name nobody else uses; dropped after the test. */
+function freshSchema(): string {
+  const schema = `mig_${randomBytes(4).toString('hex')}`;
+  created.push(schema);
+  return schema;
+}
+
+async function tables(schema: string): Promise<string[]> {
+  const { rows } = await pool.query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`, [schema]);
+  return rows.map((row) => row.table_name);
+}
+
+async function functions(schema: string): Promise<string[]> {
+  const { rows } = await pool.query(
+    `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 1`,
+    [schema],
+  );
+  return rows.map((row) => row.proname);
+}
+
+async function schemaExists(schema: string): Promise<boolean> {
+  const { rowCount } = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
+  return rowCount === 1;
+}
+
+describe('migrateUp / migrateDown', () => {
+  it('migrateUp on a fresh schema creates the tables and the retry_delay function; a second run applies nothing', async () => {
+    const schema = freshSchema();
+    expect(await migrateUp(url, schema)).toEqual([1]);
+    expect(await tables(schema)).toEqual(['agents', 'jobs', 'migrations', 'queues']);
+    expect(await functions(schema)).toEqual(['retry_delay']);
+    const { rows } = await pool.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1`, [schema]);
+    expect(rows.map((row) => row.indexname)).toEqual(
+      expect.arrayContaining(['jobs_claim_order', 'jobs_idempotency_key', 'jobs_lease_expiry', 'jobs_pkey']),
+    );
+    expect(await migrateUp(url, schema)).toEqual([]);
+  });
+
+  it('migrateDown reverts (tables and function gone); migrateUp again gives a working schema', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    expect(await migrateDown(url, schema)).toEqual([1]);
+    expect(await tables(schema)).toEqual(['migrations']);
+    expect(await functions(schema)).toEqual([]);
+    expect(await migrateDown(url, schema)).toEqual([]);
+
+    expect(await migrateUp(url, schema)).toEqual([1]);
+    const client = createClient({ pool, schema });
+    const { id } = await client.enqueue({ task: 'after_remigrate', payload: { ok: true } });
+    expect(await client.getJob(id)).toMatchObject({ state: 'pending', payload: { ok: true } });
+  });
+
+  it('migrationStatus lists every known migration with when it was applied', async () => {
+    const schema = freshSchema();
+    expect(await migrationStatus(url, schema)).toEqual([{ version: 1, name: 'core', appliedAt: null }]);
+    await migrateUp(url, schema);
+    const [status] = await migrationStatus(url, schema);
+    expect(status).toMatchObject({ version: 1, name: 'core' });
+    expect(status.appliedAt).toBeInstanceOf(Date);
+    await migrateDown(url, schema);
+    expect(await migrationStatus(url, schema)).toEqual([{ version: 1, name: 'core', appliedAt: null }]);
+  });
+
+  it('two concurrent migrateUp calls on one fresh schema both succeed and apply each migration once', async () => {
+    const schema = freshSchema();
+    const results = await Promise.all([migrateUp(url, schema), migrateUp(url, schema), migrateUp(url, schema)]);
+    expect(results.flat()).toEqual([1]);
+    expect(results.filter((applied) => applied.length === 0)).toHaveLength(2);
+    const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations`);
+    expect(rows).toEqual([{ version: 1 }]);
+  });
+
+  it('a failing migration is rolled back whole and reported as a MigrationError; earlier ones stay applied', async () => {
+    const schema = freshSchema();
+    const dir = mkdtempSync(join(tmpdir(), 'wida-migrations-'));
+    try {
+      const real = new URL('../migrations/', import.meta.url);
+      writeFileSync(join(dir, '0001_core.up.sql'), readFileSync(new URL('0001_core.up.sql', real)));
+      writeFileSync(join(dir, '0001_core.down.sql'), readFileSync(new URL('0001_core.down.sql', real)));
+      writeFileSync(join(dir, '0002_broken.up.sql'), 'CREATE TABLE half_done (id int);\nSELECT no_such_function();\n');
+      writeFileSync(join(dir, '0002_broken.down.sql'), 'DROP TABLE half_done;\n');
+      const migrations = loadMigrations(dir);
+      const error = await migrateUp(url, schema, migrations).catch((e) => e);
+      expect(error).toBeInstanceOf(MigrationError);
+      expect(error).toMatchObject({ code: 'MIGRATION_FAILED' });
+      expect(error.message).toMatch(/migration 2 \(broken\) failed: .*no_such_function/);
+      expect(await tables(schema)).toEqual(['agents', 'jobs', 'migrations', 'queues']);
+      const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations`);
+      expect(rows).toEqual([{ version: 1 }]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('loadMigrations refuses an up without a down', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wida-migrations-'));
+    try {
+      writeFileSync(join(dir, '0001_lonely.up.sql'), 'SELECT 1;');
+      expect(() => loadMigrations(dir)).toThrow(MigrationError);
+      expect(() => loadMigrations(dir)).toThrow(/0001|1 \(lonely\).*down/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a schema newer than this Wida', () => {
+  async function tooNewSchema(): Promise<string> {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    await pool.query(`INSERT INTO "${schema}".migrations (version, name) VALUES (9999, 'from_the_future')`);
+    return schema;
+  }
+
+  it('migrateUp refuses with SchemaTooNewError and changes nothing', async () => {
+    const schema = await tooNewSchema();
+    const error = await migrateUp(url, schema).catch((e) => e);
+    expect(error).toBeInstanceOf(SchemaTooNewError);
+    expect(error).toMatchObject({ code: 'SCHEMA_TOO_NEW', databaseVersion: 9999, knownVersion: latestVersion() });
+    expect(error.message).toMatch(/migration 9999/);
+    const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
+    expect(rows).toEqual([{ version: 1 }, { version: 9999 }]);
+  });
+
+  it('migrationStatus shows the unknown migration', async () => {
+    const schema = await tooNewSchema();
+    const status = await migrationStatus(url, schema);
+    expect(status.map((s) => s.version)).toEqual([1, 9999]);
+    expect(status[1].name).toMatch(/unknown/);
+  });
+
+  it('an agent refuses to start on it (migrate: true or false), and stop() after the failed start is harmless', async () => {
+    const schema = await tooNewSchema();
+    for (const migrate of [true, false]) {
+      const agent = createAgent({ databaseUrl: url, schema, migrate, logger: silentLogger, handlers: { x: () => {} } });
+      await expect(agent.start()).rejects.toBeInstanceOf(SchemaTooNewError);
+      await expect(agent.stop()).resolves.toBeUndefined();
+    }
+  });
+
+  it('an agent with migrate: false refuses a schema that is behind', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    await migrateDown(url, schema);
+    const agent = createAgent({ databaseUrl: url, schema, migrate: false, logger: silentLogger, handlers: { x: () => {} } });
+    const error = await agent.start().catch((e) => e);
+    expect(error).toBeInstanceOf(MigrationError);
+    expect(error.message).toMatch(/wida migrate/);
+    await agent.stop().catch(() => {});
+  });
+});
+
+describe('schema names', () => {
+  it.each(['Bad-Name', 'UPPER', '1starts_with_digit', 'has space', 'x"; DROP TABLE y; --', 'a'.repeat(48), ''])(
+    'migrateUp(%j) -> ConfigError before touching the database',
+    async (name) => {
+      const error = await migrateUp(url, name).catch((e) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error).toMatchObject({ code: 'CONFIG_INVALID' });
+      expect(error.message).toMatch(/WIDA_SCHEMA/);
+      if (name) expect(await schemaExists(name)).toBe(false);
+    },
+  );
+
+  it('a 47-character lowercase name is accepted', async () => {
+    const schema = `mig_${randomBytes(4).toString('hex')}_`.padEnd(47, 'z');
+    created.push(schema);
+    expect(await migrateUp(url, schema)).toEqual([1]);
+  });
+});
