@@ -8,7 +8,8 @@
 //   warm-up    start a worker, push a few hundred jobs through it, take a few latency samples, stop it
 //   1. enqueue --single jobs one at a time, each awaited, on a one-connection pool        (jobs/s)
 //   2. enqueue --jobs jobs in one batch call                                                (jobs/s)
-//   3. delete all jobs, enqueue --jobs (not timed), ANALYZE, then start the worker and time until the
+//   3. delete all jobs, enqueue --jobs (not timed), ANALYZE (unless --skip-analyze: then whatever the
+//      planner makes of a table without statistics), then start the worker and time until the
 //      handler has run for every job AND every completion is in the database               (jobs/s)
 //      The clock starts just before the worker's start call, so worker start-up is included.
 //   4. with that worker idle: enqueue one job, time from just before the enqueue call to the start of its
@@ -37,9 +38,10 @@ const { values: args } = parseArgs({
     only: { type: 'string', default: ALL_SYSTEMS.join(',') },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
-    // Per-system knobs (defaults are what measured fastest here; see bench/README.md).
+    'skip-analyze': { type: 'boolean', default: false },
+    // Per-system knobs; the defaults and why are in bench/README.md.
     'graphile-complete-delay': { type: 'string', default: '0' },
-    'graphile-max-pool': { type: 'string', default: '10' },
+    'graphile-max-pool': { type: 'string' },
     'pgboss-batch-size': { type: 'string' },
     'pgboss-max': { type: 'string', default: '10' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -87,7 +89,8 @@ const factories = {
       localQueueSize: cfg.prefetch,
       completeJobBatchDelay: graphileCompleteDelay,
       failJobBatchDelay: graphileCompleteDelay,
-      maxPoolSize: positiveInt('graphile-max-pool'),
+      // graphile-worker's own advice: 10 or concurrentJobs + 2, whichever is larger.
+      maxPoolSize: args['graphile-max-pool'] ? positiveInt('graphile-max-pool') : Math.max(10, cfg.concurrency + 2),
       pollInterval: 2000,
     }),
   pgboss: () =>
@@ -160,7 +163,7 @@ async function timeBatchEnqueue(sys, n) {
 async function timeProcessing(sys, n) {
   await sys.reset();
   await sys.enqueueBatch(Array.from({ length: n }, (_, i) => ({ n: i })));
-  await sys.analyze();
+  if (!args['skip-analyze']) await sys.analyze();
   gc();
   const handlers = expectHandlers(n);
   const t0 = now();
@@ -274,7 +277,7 @@ async function benchSystem(name) {
     await sys.teardown().catch((error) => log(`[${name}] teardown: ${error.message}`));
     if (!args.keep) await dropDatabase(sys.database).catch((error) => log(`[${name}] drop database: ${error.message}`));
   }
-  result.problems = sys.problems.slice(0, 20);
+  result.problems = sys.problems.slice(0, 200);
   result.problemCount = sys.problems.length;
   result.seconds = (now() - t0) / 1000;
   log(`[${name}] done in ${result.seconds.toFixed(1)} s`);
@@ -316,7 +319,12 @@ const rows = [
 const out = [];
 out.push('');
 out.push(`Wida vs graphile-worker vs pg-boss — node ${meta.node}, PostgreSQL ${pgVersion}, ${meta.cpus}`);
-out.push(`concurrency ${cfg.concurrency}, no-op handlers, one fresh database per system, systems run one after another`);
+out.push(`concurrency ${cfg.concurrency}, no-op handlers, one fresh database per system, systems run one after another;`);
+out.push(
+  args['skip-analyze']
+    ? 'measure 3 ran without ANALYZE after the untimed enqueue (--skip-analyze): tables had no planner statistics'
+    : 'measure 3: database ANALYZEd after the untimed enqueue (statistics as autovacuum leaves them after a bulk enqueue)',
+);
 out.push('');
 out.push(renderTable(rows, columns));
 out.push('');
@@ -338,12 +346,16 @@ for (const name of only) {
     const p = r.process;
     parts.push(
       `process: start() ${p.startCallMs.toFixed(0)} ms, first handler ${p.firstHandlerMs.toFixed(0)} ms, last handler ` +
-        `${p.handlersDoneMs.toFixed(0)} ms, all persisted ${p.persistedMs.toFixed(0)} ms (+${p.persistLagMs.toFixed(0)} ms), handler runs ${p.handlerRuns}`,
+        `${p.handlersDoneMs.toFixed(0)} ms, all persisted ${p.persistedMs.toFixed(0)} ms (+${p.persistLagMs.toFixed(0)} ms), handler runs ${p.handlerRuns}` +
+        (p.handlerRuns > p.jobs ? ` (${p.handlerRuns - p.jobs} jobs ran more than once)` : ''),
     );
   } else if (r.process?.error) parts.push(`process FAILED: ${r.process.error} (outstanding ${r.process.outstanding})`);
   if (r.latency) parts.push(`latency: mean ${r.latency.mean.toFixed(2)}, max ${r.latency.max.toFixed(2)} ms, ${r.latency.samples} samples, ${r.latency.timeouts} timeouts`);
   if (r.finalStates) parts.push(`final states: ${JSON.stringify(r.finalStates)}`);
-  parts.push(`warnings/errors logged: ${r.problemCount}${r.problemCount ? ` (first: ${JSON.stringify(r.problems[0])})` : ''}`);
+  parts.push(`warnings/errors logged: ${r.problemCount}`);
+  const distinct = new Map();
+  for (const p of r.problems) distinct.set(`${p.level}: ${p.message}`, (distinct.get(`${p.level}: ${p.message}`) ?? 0) + 1);
+  for (const [message, n] of distinct) parts.push(`  ${n} x ${message}`);
   if (r.error) parts.push(`FAILED: ${r.error.split('\n')[0]}`);
   parts.push(`took ${r.seconds.toFixed(1)} s`);
   out.push(`  ${r.label}:`);
@@ -361,6 +373,6 @@ if (args.json) {
 const failed = only.some((n) => results[n].error || results[n].process?.error);
 // Everything the bench opened is closed by now; say so if something is still holding the event loop.
 const lingering = process.getActiveResourcesInfo().filter((r) => !['TTYWrap', 'PipeWrap', 'FSReqCallback'].includes(r));
-if (lingering.length > 0) log(`note: still active at exit: ${lingering.join(', ')}`);
+if (lingering.length > 0) log(`note: still active at exit: ${lingering.join(', ')} (usually pg-boss's 1 s clean-up after offWork; exiting anyway)`);
 // Everything is closed by now; exit explicitly anyway so a library's stray timer cannot keep us alive.
 process.exit(failed ? 1 : 0);

@@ -57,6 +57,7 @@ export function monitorPool(url) {
 export function singleConnectionPool(url, applicationName) {
   const pool = new pg.Pool({ connectionString: url, max: 1, application_name: applicationName });
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

@@ -18,8 +18,8 @@ export function create(config) {
   const problems = [];
   const logger = {
     ...silentLogger,
-    warn: (message, fields) => problems.push({ level: 'warn', message, fields }),
-    error: (message, fields) => problems.push({ level: 'error', message, fields }),
+    warn: (message, fields) => problems.push({ level: 'warn', message, fields: brief(fields) }),
+    error: (message, fields) => problems.push({ level: 'error', message, fields: brief(fields) }),
   };
 
   return {
@@ -102,4 +102,12 @@ export function create(config) {
       await monitor?.end();
     },
   };
+}
+
+/** Log fields without the long lists (a rescue lists every job id). */
+function brief(fields) {
+  if (!fields) return fields;
+  return Object.fromEntries(
+    Object.entries(fields).map(([k, v]) => [k, Array.isArray(v) && v.length > 5 ? `[${v.length} items: ${v.slice(0, 3).join(', ')}, ...]` : v]),
+  );
 }

@@ -19,6 +19,7 @@ export class Completer {
   private completed: CompletedRun[] = [];
   private failed: FailedRun[] = [];
   private flushing: Promise<void> | undefined;
+  private writing: LeaseRef[] = [];
   private scheduled = false;
 
   constructor(
@@ -28,6 +29,11 @@ export class Completer {
 
   get backlog(): number {
     return this.completed.length + this.failed.length;
+  }
+
+  /** Runs whose outcome is not stored yet: their leases must still be renewed. */
+  unwritten(): LeaseRef[] {
+    return [...this.completed, ...this.failed, ...this.writing];
   }
 
   complete(run: LeaseRef, result: unknown): void {
@@ -64,10 +70,12 @@ export class Completer {
     const failed = this.failed;
     this.completed = [];
     this.failed = [];
+    this.writing = [...completed, ...failed];
     await Promise.all([
       completed.length > 0 && this.write('completion', completed, (runs) => this.storeCompleted(runs), (runs) => this.completed.push(...runs)),
       failed.length > 0 && this.write('failure', failed, (runs) => this.storeFailed(runs), (runs) => this.failed.push(...runs)),
     ]);
+    this.writing = [];
   }
 
   private async storeCompleted(runs: CompletedRun[]): Promise<void> {

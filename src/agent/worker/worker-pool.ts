@@ -59,10 +59,11 @@ export class WorkerPool {
     return this.running.size;
   }
 
-  /** Every job this agent holds a lease on: running and buffered. */
+  /** Every job this agent holds a lease on: buffered, running, and finished but not yet written. */
   heldLeases(): LeaseRef[] {
     const refs: LeaseRef[] = this.buffer.map((job) => ({ id: job.id, leaseEpoch: job.leaseEpoch }));
     for (const { job, settled } of this.running.values()) if (!settled) refs.push({ id: job.id, leaseEpoch: job.leaseEpoch });
+    for (const ref of this.options.completer.unwritten()) refs.push(ref);
     return refs;
   }
 

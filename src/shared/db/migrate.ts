@@ -121,15 +121,23 @@ export async function migrateDown(connectionString: string, schema: string, step
   });
 }
 
+/** Every known migration and whether it is applied. Reads only: a schema that does not exist is all pending. */
 export async function migrationStatus(connectionString: string, schema: string, migrations = loadMigrations()): Promise<MigrationStatus[]> {
-  return withMigrationLock(connectionString, schema, async (client) => {
-    const applied = await appliedVersions(client, schema);
-    const known = migrations.map((m) => ({ version: m.version, name: m.name, appliedAt: applied.get(m.version) ?? null }));
-    const unknown = [...applied.keys()]
-      .filter((v) => !migrations.some((m) => m.version === v))
-      .map((v) => ({ version: v, name: '(unknown to this version)', appliedAt: applied.get(v)! }));
-    return [...known, ...unknown];
-  });
+  validateSchemaName(schema);
+  const client = new pg.Client({ connectionString, application_name: 'wida migrate' });
+  await client.connect();
+  let applied = new Map<number, Date>();
+  try {
+    const { rows } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`"${schema}".migrations`]);
+    if (rows[0].present) applied = await appliedVersions(client, schema);
+  } finally {
+    await client.end();
+  }
+  const known = migrations.map((m) => ({ version: m.version, name: m.name, appliedAt: applied.get(m.version) ?? null }));
+  const unknown = [...applied.keys()]
+    .filter((v) => !migrations.some((m) => m.version === v))
+    .map((v) => ({ version: v, name: '(unknown to this version)', appliedAt: applied.get(v)! }));
+  return [...known, ...unknown];
 }
 
 /** For an agent started without migrating: refuses a schema that is behind or ahead of this version. */

@@ -182,6 +182,14 @@ export async function jobClaimBatch(db: SchemaDb, params: ClaimParams): Promise<
   return jobs.sort((a, b) => b.priority - a.priority || a.runAtMicros - b.runAtMicros || a.id - b.id);
 }
 
+/*
+ * The statements below match runs by (id, lease_epoch) and test "still running" as
+ * `lease_expires_at IS NOT NULL`, which the jobs_lease_iff_running CHECK makes the same thing. Naming
+ * `state = 'running'` instead lets the planner use the partial lease index: when statistics say no job is
+ * running (as after a bulk enqueue) the cached plan scanned every running row for each run in the batch,
+ * 26.5 million row pairs and 5.2 s to complete 5,152 jobs. Without it the only path is the primary key.
+ */
+
 /** A finished run: the job id and the lease epoch it was claimed under (the fencing token). */
 export interface LeaseRef {
   id: number;
@@ -194,7 +202,7 @@ const COMPLETE = statement(
       SET state = 'completed', finished_at = now(), lease_expires_at = NULL, last_error = NULL,
           result = ($3::jsonb[])[c.n]
      FROM unnest($1::bigint[], $2::integer[]) WITH ORDINALITY AS c(id, lease_epoch, n)
-    WHERE j.id = c.id AND j.lease_epoch = c.lease_epoch AND j.state = 'running'
+    WHERE j.id = c.id AND j.lease_epoch = c.lease_epoch AND j.lease_expires_at IS NOT NULL
    RETURNING j.id`,
 );
 
@@ -249,7 +257,7 @@ const FAIL = statement(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
             'outcome', f.outcome, 'error', f.error, 'stack', f.stack) END
      FROM f
-    WHERE j.id = f.id AND j.lease_epoch = f.lease_epoch AND j.state = 'running'
+    WHERE j.id = f.id AND j.lease_epoch = f.lease_epoch AND j.lease_expires_at IS NOT NULL
    RETURNING j.id, j.state`,
 );
 
@@ -276,7 +284,7 @@ const EXTEND_LEASES = statement(
   `UPDATE @.jobs AS j
       SET lease_expires_at = coalesce($4::timestamptz, now()) + $3 * interval '1 millisecond'
      FROM unnest($1::bigint[], $2::integer[]) AS h(id, lease_epoch)
-    WHERE j.id = h.id AND j.lease_epoch = h.lease_epoch AND j.state = 'running'
+    WHERE j.id = h.id AND j.lease_epoch = h.lease_epoch AND j.lease_expires_at IS NOT NULL
    RETURNING j.id`,
 );
 
@@ -291,7 +299,7 @@ const RELEASE = statement(
   `UPDATE @.jobs AS j
       SET state = 'pending', attempt = j.attempt - 1, lease_expires_at = NULL, claimed_by = NULL, started_at = NULL
      FROM unnest($1::bigint[], $2::integer[]) AS r(id, lease_epoch)
-    WHERE j.id = r.id AND j.lease_epoch = r.lease_epoch AND j.state = 'running'
+    WHERE j.id = r.id AND j.lease_epoch = r.lease_epoch AND j.lease_expires_at IS NOT NULL
    RETURNING j.id, j.queue`,
 );
 
