@@ -103,7 +103,7 @@ export class WorkerPool {
 
   // Two claims may be in flight so the database works on one while the other's rows travel back.
   private async claim(): Promise<void> {
-    const limit = Math.min(this.room(), Math.ceil(this.capacity() / 2));
+    const limit = Math.min(this.room(), Math.ceil(this.capacity() / MAX_CLAIMS_IN_FLIGHT));
     this.claimsInFlight++;
     this.reserved += limit;
     let jobs: ClaimedJob[] = [];
