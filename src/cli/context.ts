@@ -1,5 +1,7 @@
 import { loadConfig, type ConfigInput, type WidaConfig } from '../shared/config.js';
-import { ConfigError, WidaError } from '../shared/errors.js';
+import { createClient, type WidaClient } from '../shared/client.js';
+import { checkConnection, createPool, redactUrl } from '../shared/db/pool.js';
+import { ConfigError, MigrationError, WidaError, isUndefinedTable, sqlState } from '../shared/errors.js';
 
 /** Flags every command shares, mapped onto config keys: flags win over environment and .env. */
 export interface CommonFlags {
@@ -24,5 +26,44 @@ export function requireDatabaseUrl(config: WidaConfig): string {
 export class UsageError extends WidaError {
   constructor(message: string) {
     super('USAGE', message);
+  }
+}
+
+/** A command's view of the database: the client, the config it came from, and where it points. */
+export interface CommandContext {
+  config: WidaConfig;
+  client: WidaClient;
+  databaseUrl: string;
+}
+
+/**
+ * Opens a client on the configured database, checks that it answers, runs `work`, and closes the client.
+ * A schema that was never migrated is reported with the command that fixes it.
+ */
+export async function withClient<T>(flags: CommonFlags, work: (context: CommandContext) => Promise<T>): Promise<T> {
+  const config = configFromFlags(flags);
+  const databaseUrl = requireDatabaseUrl(config);
+  const pool = createPool(databaseUrl, { max: 2, applicationName: 'wida cli' });
+  const client = createClient({ pool, schema: config.WIDA_SCHEMA, maxPayloadBytes: config.WIDA_MAX_PAYLOAD_BYTES });
+  try {
+    await checkConnection(pool, databaseUrl);
+    return await work({ config, client, databaseUrl });
+  } catch (error) {
+    if (isUndefinedTable(error) || sqlState(error) === '3F000') {
+      throw new MigrationError(
+        `schema "${config.WIDA_SCHEMA}" has no Wida tables in ${redactUrl(databaseUrl)}; run \`wida migrate\` (or check WIDA_SCHEMA)`,
+        { cause: error },
+      );
+    }
+    throw error;
+  } finally {
+    await pool.end();
+  }
+}
+
+/** An operator action the CLI would not take as asked (exit 1), e.g. a bulk action nobody confirmed. */
+export class RefusedError extends WidaError {
+  constructor(message: string) {
+    super('REFUSED', message);
   }
 }

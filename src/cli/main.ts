@@ -1,12 +1,22 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { ConfigError, ValidationError } from '../shared/errors.js';
 import { WIDA_VERSION } from '../shared/version.js';
 import { UsageError, type CommonFlags } from './context.js';
 import { agentCommand } from './commands/agent.js';
+import { dlqCommand } from './commands/dlq.js';
+import { enqueueCommand } from './commands/enqueue.js';
+import { jobActionCommands } from './commands/job-actions.js';
+import { jobsCommand } from './commands/jobs.js';
 import { migrateCommand } from './commands/migrate.js';
+import { queueCommands } from './commands/queues.js';
+import { workersCommand } from './commands/workers.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
+
+type Register = (cli: Argv<CommonFlags>) => Argv<unknown>;
+const COMMANDS: Register[] = [enqueueCommand, jobsCommand, jobActionCommands, queueCommands, dlqCommand, workersCommand, agentCommand, migrateCommand];
 
 let cli = yargs(hideBin(process.argv))
   .scriptName('wida')
@@ -14,16 +24,37 @@ let cli = yargs(hideBin(process.argv))
   .option('database-url', { type: 'string', describe: 'PostgreSQL URL (WIDA_DATABASE_URL)', global: true })
   .option('schema', { type: 'string', describe: 'schema holding Wida\'s tables (WIDA_SCHEMA, default wida)', global: true })
   .option('json', { type: 'boolean', describe: 'print data as JSON', global: true })
-  .option('verbose', { type: 'boolean', describe: 'print stack traces on errors', global: true }) as Argv<CommonFlags>;
+  .option('verbose', { type: 'boolean', describe: 'print stack traces on errors', global: true })
+  .example('$0 enqueue sendEmail --payload \'{"to":"ada@example.com"}\'', 'add a job')
+  .example('$0 jobs list --state dead', 'list dead jobs')
+  .example('$0 jobs show 42', 'one job with every attempt and its error')
+  .example('$0 retry 42', 'run a dead or cancelled job again')
+  .example('$0 agent --handlers ./tasks.js', 'run the handlers exported by tasks.js')
+  .example('$0 CMD --help', 'options and examples of one command')
+  .epilogue('Exit status: 0 success, 1 the operation failed or was refused, 2 usage error.\nSettings: flags, then the environment, then .env, then defaults.') as Argv<CommonFlags>;
 
-cli = migrateCommand(cli) as Argv<CommonFlags>;
-cli = agentCommand(cli) as Argv<CommonFlags>;
+for (const register of COMMANDS) cli = register(cli) as Argv<CommonFlags>;
 
 const verbose = process.argv.includes('--verbose');
+
+/** Wrong input exits 2 (usage); a refusal or failure of the operation exits 1. */
+function isUsageError(error: unknown): boolean {
+  return error instanceof UsageError || error instanceof ValidationError || error instanceof ConfigError;
+}
+
+/** yargs' messages, in Wida's words: say what was not understood. */
+function describeUsageProblem(message: string): string {
+  const words = hideBin(process.argv).filter((word) => !word.startsWith('-'));
+  if (message.startsWith('Did you mean')) return `unknown command "${words[0]}"; ${message.replace(/^Did/, 'did')}`;
+  const unknown = /^Unknown arguments?: (.*)$/.exec(message);
+  if (unknown) return `unknown command or option: ${unknown[1]}`;
+  return message;
+}
 
 try {
   await cli
     .demandCommand(1, 'name a command; `wida --help` lists them')
+    .recommendCommands()
     .strict()
     .version(WIDA_VERSION)
     .help()
@@ -31,13 +62,13 @@ try {
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((message: string, error: Error | undefined) => {
       if (error) throw error;
-      throw new UsageError(message);
+      throw new UsageError(describeUsageProblem(message));
     })
     .parseAsync();
 } catch (error) {
-  const usage = error instanceof UsageError;
+  const usage = isUsageError(error);
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`wida: ${message}${usage ? '\n(run `wida --help` for usage)' : ''}\n`);
+  process.stderr.write(`wida: ${message}${error instanceof UsageError ? '\n(run `wida --help` for usage)' : ''}\n`);
   if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
   process.exitCode = usage ? EXIT_USAGE : EXIT_FAILURE;
 }

@@ -1,0 +1,43 @@
+import type { Argv } from 'yargs';
+import { PRIORITIES } from '../../shared/job-state.js';
+import type { JobSpec } from '../../shared/job-spec.js';
+import { UsageError, withClient, type CommonFlags } from '../context.js';
+import { print, printJson } from '../format.js';
+import { readDuration, readPayload, readTimestamp } from '../input.js';
+
+export function enqueueCommand(yargs: Argv<CommonFlags>) {
+  return yargs.command(
+    'enqueue <task>',
+    'add a job',
+    (y) =>
+      y
+        .positional('task', { type: 'string', demandOption: true, describe: 'the task name a handler is registered under' })
+        .option('payload', { type: 'string', describe: 'JSON, @file.json, or - to read stdin' })
+        .option('queue', { type: 'string', describe: 'queue (default "default")' })
+        .option('priority', { choices: PRIORITIES, describe: 'priority (default normal)' })
+        .option('run-at', { type: 'string', describe: 'run at this ISO 8601 time', conflicts: 'delay' })
+        .option('delay', { type: 'string', describe: 'run after this long, e.g. 30s, 5m', conflicts: 'run-at' })
+        .option('max-attempts', { type: 'number', describe: 'attempts before the job goes to the DLQ (default 5)' })
+        .option('idempotency-key', { type: 'string', describe: 'a second enqueue with this key returns the first job' })
+        .example('$0 enqueue sendEmail --payload \'{"to":"ada@example.com"}\'', 'enqueue one job')
+        .example('$0 enqueue buildReport --payload @report.json --queue reports --priority high --delay 10m', 'every option')
+        .example('echo \'{"n":1}\' | $0 enqueue count --payload -', 'payload from stdin'),
+    async (argv) => {
+      const spec: JobSpec = { task: argv.task };
+      const payload = readPayload(argv.payload);
+      if (payload !== undefined) spec.payload = payload;
+      if (argv.queue !== undefined) spec.queue = argv.queue;
+      if (argv.priority !== undefined) spec.priority = argv.priority;
+      if (argv['run-at'] !== undefined) spec.runAt = readTimestamp('run-at', argv['run-at']).toISOString();
+      if (argv.delay !== undefined) spec.delay = readDuration('delay', argv.delay);
+      if (argv['max-attempts'] !== undefined) {
+        if (!Number.isInteger(argv['max-attempts'])) throw new UsageError('--max-attempts must be a whole number, e.g. --max-attempts 3');
+        spec.maxAttempts = argv['max-attempts'];
+      }
+      if (argv['idempotency-key'] !== undefined) spec.idempotencyKey = argv['idempotency-key'];
+      const result = await withClient(argv, ({ client }) => client.enqueue(spec));
+      if (argv.json) return printJson(result);
+      print(result.duplicate ? `job ${result.id} already exists with idempotency key ${JSON.stringify(spec.idempotencyKey)}` : `enqueued job ${result.id}`);
+    },
+  );
+}

@@ -1,0 +1,102 @@
+import type { Argv } from 'yargs';
+import type { JobRow } from '../../shared/admin.js';
+import { priorityFromNumber } from '../../shared/job-state.js';
+import { UsageError, withClient, type CommonFlags } from '../context.js';
+import { formatDuration, formatRelative, formatTime, print, printJson, printTable, truncate } from '../format.js';
+import { readJobIds, readStates } from '../input.js';
+
+export function jobsCommand(yargs: Argv<CommonFlags>) {
+  return yargs.command('jobs', 'list jobs, or show one with its attempts', (y) =>
+    y
+      .command(
+        'list',
+        'list jobs, newest first',
+        (list) =>
+          list
+            .option('state', { type: 'string', describe: 'only these states, comma-separated (pending, running, dead, ...)' })
+            .option('queue', { type: 'string', describe: 'only this queue' })
+            .option('task', { type: 'string', describe: 'only this task' })
+            .option('limit', { type: 'number', default: 50, describe: 'at most this many' })
+            .example('$0 jobs list --state dead,cancelled --queue emails', 'failed work in one queue')
+            .example('$0 jobs list --task sendEmail --limit 10 --json', 'as JSON'),
+        async (argv) => {
+          if (!Number.isInteger(argv.limit) || argv.limit < 1) throw new UsageError('--limit must be a whole number of at least 1');
+          const filter = { states: readStates(argv.state), queue: argv.queue, task: argv.task, limit: argv.limit };
+          const jobs = await withClient(argv, ({ client }) => client.listJobs(filter));
+          if (argv.json) return printJson(jobs);
+          printJobTable(jobs);
+        },
+      )
+      .command(
+        'show <id>',
+        'show one job: payload, every attempt with its error, timings, lease holder',
+        (show) => show.positional('id', { type: 'string', demandOption: true, describe: 'job id' }).example('$0 jobs show 42', 'one job'),
+        async (argv) => {
+          const [id] = readJobIds([argv.id]);
+          const job = await withClient(argv, ({ client }) => client.getJob(id));
+          if (argv.json) return printJson(job);
+          printJobDetail(job);
+        },
+      )
+      .demandCommand(1, 'name a jobs command: list or show'),
+  );
+}
+
+export function printJobTable(jobs: readonly JobRow[], empty = '(no jobs)'): void {
+  printTable(
+    jobs,
+    [
+      { header: 'ID', value: (job) => job.id, right: true },
+      { header: 'QUEUE', value: (job) => job.queue },
+      { header: 'TASK', value: (job) => job.task },
+      { header: 'STATE', value: (job) => job.state },
+      { header: 'PRIORITY', value: (job) => priorityFromNumber(job.priority) },
+      { header: 'ATTEMPT', value: (job) => `${job.attempt}/${job.maxAttempts}` },
+      { header: 'RUN AT', value: (job) => (job.state === 'pending' ? formatRelative(job.runAt) : '') },
+      { header: 'CREATED', value: (job) => formatRelative(job.createdAt) },
+      { header: 'LAST ERROR', value: (job) => truncate(job.lastError, 50) },
+    ],
+    empty,
+  );
+}
+
+export function printJobDetail(job: JobRow): void {
+  const field = (name: string, value: string | number | null | undefined) => {
+    if (value !== null && value !== undefined && value !== '') print(`${`${name}:`.padEnd(17)}${value}`);
+  };
+  field('job', job.id);
+  field('task', job.task);
+  field('queue', job.queue);
+  field('state', job.state);
+  field('priority', priorityFromNumber(job.priority));
+  field('attempt', `${job.attempt} of ${job.maxAttempts}${job.replayCount > 0 ? ` (replayed ${job.replayCount}x)` : ''}`);
+  field('created', formatTime(job.createdAt));
+  field('run at', `${formatTime(job.runAt)} (${formatRelative(job.runAt)})`);
+  field('started', job.startedAt ? formatTime(job.startedAt) : null);
+  field('finished', job.finishedAt ? formatTime(job.finishedAt) : null);
+  if (job.startedAt && job.finishedAt) field('took', formatDuration(new Date(job.finishedAt).getTime() - new Date(job.startedAt).getTime()));
+  if (job.claimedBy) field('lease holder', `${job.claimedBy} until ${formatTime(job.leaseExpiresAt)} (epoch ${job.leaseEpoch})`);
+  field('timeout', job.timeoutMs === null ? null : formatDuration(job.timeoutMs));
+  field('backoff', `${job.backoff.strategy}, base ${formatDuration(job.backoff.baseMs)}, factor ${job.backoff.factor}, max ${formatDuration(job.backoff.maxMs)}`);
+  field('idempotency key', job.idempotencyKey);
+  field('payload', JSON.stringify(job.payload));
+  if (job.result !== null && job.result !== undefined) field('result', JSON.stringify(job.result));
+  field('last error', job.lastError);
+  print();
+  print(`attempt log (${job.attemptLog.length} ${job.attemptLog.length === 1 ? 'entry' : 'entries'}; a successful run is the job itself):`);
+  printTable(
+    job.attemptLog,
+    [
+      { header: 'ATTEMPT', value: (entry) => entry.attempt, right: true },
+      { header: 'OUTCOME', value: (entry) => entry.outcome },
+      { header: 'AGENT', value: (entry) => entry.agent },
+      { header: 'AT', value: (entry) => formatTime(entry.finished_at ?? entry.at) },
+      {
+        header: 'TOOK',
+        value: (entry) => (entry.started_at && entry.finished_at ? formatDuration(new Date(entry.finished_at).getTime() - new Date(entry.started_at).getTime()) : ''),
+      },
+      { header: 'ERROR', value: (entry) => entry.error },
+    ],
+    '  (no failed attempts)',
+  );
+}

@@ -1,0 +1,47 @@
+import type { Argv } from 'yargs';
+import { JOB_STATES } from '../../shared/job-state.js';
+import { withClient, type CommonFlags } from '../context.js';
+import { print, printJson, printTable } from '../format.js';
+
+export function queueCommands(yargs: Argv<CommonFlags>) {
+  return yargs
+    .command(
+      'queues',
+      'list queues: jobs by state, paused, concurrency limit',
+      (y) => y.example('$0 queues', 'a table of every queue').example('$0 queues --json', 'as JSON'),
+      async (argv) => {
+        const queues = await withClient(argv, ({ client }) => client.listQueues());
+        if (argv.json) return printJson(queues);
+        printTable(
+          queues,
+          [
+            { header: 'QUEUE', value: (queue) => queue.name },
+            { header: 'PAUSED', value: (queue) => (queue.paused ? 'yes' : 'no') },
+            ...JOB_STATES.map((state) => ({ header: state.toUpperCase(), value: (queue: { counts: Record<string, number> }) => queue.counts[state] ?? 0, right: true })),
+            { header: 'LIMIT', value: (queue) => queue.concurrencyLimit ?? '', right: true },
+          ],
+          '(no queues yet: enqueue a job with `wida enqueue TASK`)',
+        );
+      },
+    )
+    .command(
+      'pause <queue>',
+      'stop agents from claiming jobs of a queue (running jobs finish)',
+      (y) => y.positional('queue', { type: 'string', demandOption: true }).example('$0 pause emails', 'pause the emails queue'),
+      async (argv) => {
+        await withClient(argv, ({ client }) => client.pauseQueue(argv.queue));
+        if (argv.json) return printJson({ queue: argv.queue, paused: true });
+        print(`paused queue ${argv.queue}`);
+      },
+    )
+    .command(
+      'resume <queue>',
+      'let agents claim jobs of a paused queue again',
+      (y) => y.positional('queue', { type: 'string', demandOption: true }).example('$0 resume emails', 'resume the emails queue'),
+      async (argv) => {
+        await withClient(argv, ({ client }) => client.resumeQueue(argv.queue));
+        if (argv.json) return printJson({ queue: argv.queue, paused: false });
+        print(`resumed queue ${argv.queue}`);
+      },
+    );
+}

@@ -1,0 +1,68 @@
+/** Output helpers for the CLI: aligned tables, JSON, and short human forms of times and durations. */
+
+export function print(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+export interface Column<Row> {
+  header: string;
+  value: (row: Row) => string | number | null | undefined;
+  /** right-align (numbers) */
+  right?: boolean;
+}
+
+/** Prints rows as a table with a header and two spaces between columns; `empty` when there are no rows. */
+export function printTable<Row>(rows: readonly Row[], columns: readonly Column<Row>[], empty = '(none)'): void {
+  if (rows.length === 0) {
+    print(empty);
+    return;
+  }
+  const cells = rows.map((row) => columns.map((column) => oneLine(column.value(row))));
+  const widths = columns.map((column, i) => Math.max(column.header.length, ...cells.map((line) => line[i].length)));
+  const render = (line: string[]) =>
+    line
+      .map((cell, i) => (columns[i].right ? cell.padStart(widths[i]) : cell.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  print(render(columns.map((column) => column.header)));
+  for (const line of cells) print(render(line));
+}
+
+function oneLine(value: string | number | null | undefined): string {
+  if (value === null || value === undefined || value === '') return '-';
+  return String(value).replace(/\s+/g, ' ');
+}
+
+/** "1.2s", "3m 4s", "2h 5m", "3d 1h" */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds < 10 ? Number(seconds.toFixed(1)) : Math.round(seconds)}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m ${Math.round(seconds % 60)}s`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours}h ${minutes % 60}m`;
+  return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+}
+
+/** "12s ago", "in 5m 0s" */
+export function formatRelative(date: Date | string | null | undefined, now = Date.now()): string {
+  if (!date) return '-';
+  const ms = new Date(date).getTime() - now;
+  return ms > 0 ? `in ${formatDuration(ms)}` : `${formatDuration(-ms)} ago`;
+}
+
+export function formatTime(date: Date | string | null | undefined): string {
+  return date ? new Date(date).toISOString() : '-';
+}
+
+/** Shortens text for a table cell. */
+export function truncate(text: string | null | undefined, max: number): string {
+  if (!text) return '';
+  const flat = text.replace(/\s+/g, ' ');
+  return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
+}

@@ -1,0 +1,82 @@
+/** Parsing of command-line values that yargs cannot check: payloads, durations, times, ids, states. */
+import { readFileSync } from 'node:fs';
+import { parseDuration } from '../shared/duration.js';
+import { JOB_STATES, isJobState } from '../shared/job-state.js';
+import { UsageError } from './context.js';
+
+/** `--payload JSON`, `--payload @file.json` or `--payload -` (stdin). */
+export function readPayload(value: string | undefined): unknown {
+  if (value === undefined) return undefined;
+  let text = value;
+  let source = 'the --payload value';
+  if (value === '-') {
+    text = readFileSync(0, 'utf8');
+    source = 'the payload on stdin';
+  } else if (value.startsWith('@')) {
+    const file = value.slice(1);
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read payload file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}; give a readable file after @`);
+    }
+    source = `payload file ${file}`;
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(
+      `${source} is not valid JSON (${(error as Error).message}); quote it for the shell, e.g. --payload '{"to":"ada@example.com"}'`,
+    );
+  }
+}
+
+/** A duration flag such as `--delay 30s`; a usage error names the flag. */
+export function readDuration(flag: string, value: string): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    throw new UsageError(`--${flag} ${JSON.stringify(value)} is not a duration; use e.g. 500ms, 30s, 5m, 2h, 1d or a number of milliseconds`);
+  }
+  return ms;
+}
+
+/** `--run-at` or `--since`: an ISO 8601 timestamp. */
+export function readTimestamp(flag: string, value: string): Date {
+  const date = new Date(value);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(date.getTime())) {
+    throw new UsageError(`--${flag} ${JSON.stringify(value)} is not a timestamp; use ISO 8601, e.g. 2026-10-01T09:00:00Z`);
+  }
+  return date;
+}
+
+/** `--since 1h` (that long ago) or `--since 2026-10-01T00:00:00Z`. */
+export function readSince(value: string | undefined): Date | undefined {
+  if (value === undefined) return undefined;
+  const ms = parseDuration(value);
+  if (ms !== undefined) return new Date(Date.now() - ms);
+  try {
+    return readTimestamp('since', value);
+  } catch {
+    throw new UsageError(`--since ${JSON.stringify(value)} is neither a duration (1h, 30m) nor an ISO 8601 timestamp`);
+  }
+}
+
+/** Job ids from positional arguments. */
+export function readJobIds(values: readonly (string | number)[]): number[] {
+  return values.map((value) => {
+    const text = String(value);
+    if (!/^[1-9]\d{0,17}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+      throw new UsageError(`${JSON.stringify(text)} is not a job id; job ids are positive whole numbers (see \`wida jobs list\`)`);
+    }
+    return Number(text);
+  });
+}
+
+/** `--state pending,dead` */
+export function readStates(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const states = value.split(',').map((state) => state.trim()).filter(Boolean);
+  for (const state of states) {
+    if (!isJobState(state)) throw new UsageError(`unknown state ${JSON.stringify(state)}; use one or more of ${JOB_STATES.join(', ')}`);
+  }
+  return states;
+}
