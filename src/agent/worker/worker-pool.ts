@@ -28,9 +28,19 @@ export interface WorkerPoolOptions {
 
 interface RunningJob {
   job: ClaimedJob;
-  controller: AbortController;
+  /** made when the handler first reads its signal: most handlers never do, and it costs on every job */
+  controller: AbortController | undefined;
+  abortReason: JobAbort | undefined;
   timer: NodeJS.Timeout;
   settled: boolean;
+}
+
+function signalOf(entry: RunningJob): AbortSignal {
+  if (!entry.controller) {
+    entry.controller = new AbortController();
+    if (entry.abortReason) entry.controller.abort(entry.abortReason);
+  }
+  return entry.controller.signal;
 }
 
 /**
@@ -152,20 +162,22 @@ export class WorkerPool {
   }
 
   private start(job: ClaimedJob): void {
-    const controller = new AbortController();
     const timeoutMs = job.timeoutMs ?? this.options.defaultTimeoutMs;
     const entry: RunningJob = {
       job,
-      controller,
+      controller: undefined,
+      abortReason: undefined,
       settled: false,
       // setTimeout turns anything above 2^31-1 ms into 1 ms; validation keeps timeouts below that, this is the backstop.
       timer: setTimeout(() => this.abort(job.id, new JobAbort('timed_out', `timed out after ${timeoutMs} ms`)), Math.min(timeoutMs, MAX_TIMER_MS)),
     };
     this.running.set(job.id, entry);
-    this.runningPerQueue.set(job.queue, (this.runningPerQueue.get(job.queue) ?? 0) + 1);
+    if (this.hasQueueLimits) this.runningPerQueue.set(job.queue, (this.runningPerQueue.get(job.queue) ?? 0) + 1);
     const context = {
       job: { id: job.id, task: job.task, queue: job.queue, priority: job.priority, attempt: job.attempt, maxAttempts: job.maxAttempts },
-      signal: controller.signal,
+      get signal() {
+        return signalOf(entry);
+      },
       idempotencyKey: `wida-job-${job.id}`,
       logger: this.options.logger,
     };
@@ -185,7 +197,8 @@ export class WorkerPool {
   abort(jobId: number, reason: JobAbort): boolean {
     const entry = this.running.get(jobId);
     if (!entry || entry.settled) return false;
-    entry.controller.abort(reason);
+    entry.abortReason = reason;
+    entry.controller?.abort(reason);
     this.settle(entry, { ok: false, error: reason });
     return true;
   }
@@ -196,7 +209,7 @@ export class WorkerPool {
     clearTimeout(entry.timer);
     const { job } = entry;
     this.running.delete(job.id);
-    this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
+    if (this.hasQueueLimits) this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
     const run = { id: job.id, leaseEpoch: job.leaseEpoch };
     const { completer } = this.options;
     const error = outcome.ok ? undefined : outcome.error;
