@@ -12,7 +12,7 @@ export function enqueueCommand(yargs: Argv<CommonFlags>) {
     (y) =>
       y
         .positional('task', { type: 'string', demandOption: true, describe: 'the task name a handler is registered under' })
-        .option('payload', { type: 'string', describe: 'JSON, @file.json, or - to read stdin' })
+        .option('payload', { type: 'string', requiresArg: true, describe: 'JSON, @file.json, or - to read stdin' })
         .option('queue', { type: 'string', describe: 'queue (default "default")' })
         .option('priority', { choices: PRIORITIES, describe: 'priority (default normal)' })
         .option('run-at', { type: 'string', describe: 'run at this ISO 8601 time', conflicts: 'delay' })

@@ -1,0 +1,298 @@
+/**
+ * The operator commands of the built `wida` CLI, as real subprocesses against the test database: output
+ * (tables and --json), exit codes (0 success, 1 refusal or failure, 2 usage) and the one-line errors.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { agentHeartbeat } from '../src/shared/db/queries/agents.js';
+import { assertBuilt } from './fixtures/children.js';
+import { useTestSchema } from './support/database.js';
+import { insertJob } from './support/factories.js';
+import { runCli, type CliOptions } from './support/run-cli.js';
+
+const t = useTestSchema('cli');
+let workDir: string;
+
+beforeAll(() => {
+  assertBuilt();
+  workDir = mkdtempSync(join(tmpdir(), 'wida-cli-'));
+});
+
+afterAll(() => {
+  rmSync(workDir, { recursive: true, force: true });
+});
+
+beforeEach(async () => {
+  await t.pool.query(`TRUNCATE "${t.schema}".jobs, "${t.schema}".queues, "${t.schema}".agents`);
+});
+
+function wida(args: string[], options: CliOptions = {}) {
+  return runCli(args, { cwd: workDir, ...options, env: { WIDA_DATABASE_URL: t.url, WIDA_SCHEMA: t.schema, ...options.env } });
+}
+
+async function widaJson(args: string[], options: CliOptions = {}) {
+  const result = await wida([...args, '--json'], options);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  return JSON.parse(result.stdout);
+}
+
+/** A failed command: its exit code and one line on stderr matching `message`, no stack trace. */
+async function expectFailure(args: string[], code: 1 | 2, message: RegExp, options: CliOptions = {}) {
+  const result = await wida(args, options);
+  expect(result.code).toBe(code);
+  expect(result.stderr).toMatch(message);
+  expect(result.stderr.split('\n')[0]).toMatch(/^wida: /);
+  expect(result.stderr).not.toMatch(/\n\s+at /);
+  return result;
+}
+
+describe('wida enqueue', () => {
+  it('enqueues with every option and prints the id, or JSON', async () => {
+    const runAt = new Date(Date.now() + 3_600_000).toISOString();
+    const result = await widaJson([
+      'enqueue', 'buildReport', '--payload', '{"month":"2026-10"}', '--queue', 'reports', '--priority', 'high',
+      '--run-at', runAt, '--max-attempts', '3', '--idempotency-key', 'report-2026-10',
+    ]);
+    expect(result).toEqual({ id: expect.any(Number), duplicate: false });
+    const job = await t.client.getJob(result.id);
+    expect(job).toMatchObject({ task: 'buildReport', queue: 'reports', priority: 2, maxAttempts: 3, idempotencyKey: 'report-2026-10', payload: { month: '2026-10' } });
+    expect(job.runAt.toISOString()).toBe(runAt);
+
+    const again = await wida(['enqueue', 'buildReport', '--idempotency-key', 'report-2026-10']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(new RegExp(`job ${result.id} already exists`));
+
+    const plain = await wida(['enqueue', 'sendEmail', '--delay', '30s']);
+    expect(plain.code).toBe(0);
+    const id = Number(/enqueued job (\d+)/.exec(plain.stdout)![1]);
+    const delayed = await t.client.getJob(id);
+    expect(delayed.runAt.getTime()).toBeGreaterThan(Date.now() + 20_000);
+    expect(delayed.payload).toBeNull();
+  });
+
+  it('reads the payload from a file (@file.json) or from stdin (-)', async () => {
+    const file = join(workDir, 'payload.json');
+    writeFileSync(file, '{"from":"file"}');
+    const fromFile = await widaJson(['enqueue', 'a', '--payload', `@${file}`]);
+    const fromStdin = await widaJson(['enqueue', 'a', '--payload', '-'], { input: '[1,2,3]\n' });
+    expect((await t.client.getJob(fromFile.id)).payload).toEqual({ from: 'file' });
+    expect((await t.client.getJob(fromStdin.id)).payload).toEqual([1, 2, 3]);
+  });
+
+  it('refuses bad input with exit 2 and a message naming the fix, writing nothing', async () => {
+    await Promise.all([
+      expectFailure(['enqueue', 'a', '--payload', '{bad'], 2, /--payload value is not valid JSON.*quote it/),
+      expectFailure(['enqueue', 'a', '--payload', '@/no/such/file.json'], 2, /cannot read payload file/),
+      expectFailure(['enqueue', 'a', '--delay', 'soon'], 2, /--delay "soon" is not a duration; use e\.g\. 500ms, 30s/),
+      expectFailure(['enqueue', 'a', '--run-at', 'tomorrow'], 2, /--run-at "tomorrow" is not a timestamp; use ISO 8601/),
+      expectFailure(['enqueue', 'a', '--delay', '1s', '--run-at', '2030-01-01T00:00:00Z'], 2, /mutually exclusive/),
+      expectFailure(['enqueue', 'a', '--priority', 'urgent'], 2, /Invalid values:[\s\S]*priority/),
+      expectFailure(['enqueue', 'a', '--max-attempts', '0'], 2, /maxAttempts must be at least 1/),
+      expectFailure(['enqueue'], 2, /Not enough non-option arguments/),
+    ]);
+    expect(await t.client.listJobs()).toEqual([]);
+  });
+});
+
+describe('usage errors', () => {
+  it('an unknown command or option exits 2 and points at --help', async () => {
+    const [unknown] = await Promise.all([
+      expectFailure(['frobnicate'], 2, /unknown command or option: frobnicate/),
+      expectFailure(['job'], 2, /unknown command "job"; did you mean jobs\?/),
+      expectFailure(['queues', '--colour'], 2, /unknown command or option: colour/),
+      expectFailure([], 2, /name a command/),
+      expectFailure(['jobs'], 2, /name a jobs command: list or show/),
+      expectFailure(['jobs', 'show', 'abc'], 2, /"abc" is not a job id/),
+      expectFailure(['jobs', 'list', '--state', 'exploded'], 2, /unknown state "exploded"; use one or more of waiting, pending/),
+    ]);
+    expect(unknown.stderr).toMatch(/wida --help/);
+  });
+
+  it('--help lists every command with examples, and each command has its own', async () => {
+    const help = await wida(['--help']);
+    expect(help.code).toBe(0);
+    for (const command of ['enqueue', 'jobs', 'retry', 'cancel', 'drop', 'pause', 'resume', 'queues', 'dlq', 'workers', 'agent', 'migrate']) {
+      expect(help.stdout).toMatch(new RegExp(`wida ${command}\\b`));
+    }
+    expect(help.stdout).toMatch(/Examples:/);
+    const enqueueHelp = await wida(['enqueue', '--help']);
+    expect(enqueueHelp.stdout).toMatch(/--idempotency-key/);
+    expect(enqueueHelp.stdout).toMatch(/Examples:/);
+  });
+
+  it('an unreachable database exits 1 naming the URL and what to check', async () => {
+    await expectFailure(['jobs', 'list'], 1, /cannot reach the database at postgres:\/\/postgres@127\.0\.0\.1:1\/x.*check WIDA_DATABASE_URL/, {
+      env: { WIDA_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x' },
+    });
+    // a flag beats the environment
+    await expectFailure(['queues', '--database-url', 'postgres://postgres@127.0.0.1:1/x'], 1, /cannot reach the database/);
+  });
+
+  it('a schema that was never migrated says to run wida migrate; --verbose adds the stack', async () => {
+    const result = await expectFailure(['queues'], 1, /schema "never_migrated" has no Wida tables.*run `wida migrate`/, { env: { WIDA_SCHEMA: 'never_migrated' } });
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    const verbose = await wida(['queues', '--verbose'], { env: { WIDA_SCHEMA: 'never_migrated' } });
+    expect(verbose.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('a bad setting names the variable (exit 2)', async () => {
+    await expectFailure(['queues'], 2, /WIDA_LEASE must be a duration/, { env: { WIDA_LEASE: 'forever' } });
+  });
+});
+
+describe('wida jobs list / show', () => {
+  it('lists jobs as a table or JSON, filtered by state, queue and task', async () => {
+    await insertJob(t.pool, t.schema, { queue: 'emails', task: 'sendEmail', state: 'pending' });
+    const dead = await insertJob(t.pool, t.schema, { queue: 'emails', task: 'sendEmail', state: 'dead', lastError: 'smtp said no' });
+    await insertJob(t.pool, t.schema, { queue: 'reports', task: 'build', state: 'completed' });
+
+    const table = await wida(['jobs', 'list']);
+    expect(table.code).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(/^\s*ID\s+QUEUE\s+TASK\s+STATE\s+PRIORITY\s+ATTEMPT/);
+    expect(table.stdout).toMatch(/smtp said no/);
+    expect(table.stdout.trim().split('\n')).toHaveLength(4);
+
+    const filtered = await widaJson(['jobs', 'list', '--state', 'dead,cancelled', '--queue', 'emails', '--task', 'sendEmail']);
+    expect(filtered.map((job: { id: number }) => job.id)).toEqual([dead.id]);
+    expect(await widaJson(['jobs', 'list', '--limit', '1'])).toHaveLength(1);
+    expect((await wida(['jobs', 'list', '--queue', 'nothing-here'])).stdout).toMatch(/\(no jobs\)/);
+  });
+
+  it('shows payload, every attempt with its error, timings and the lease holder', async () => {
+    const attemptLog = [
+      { attempt: 1, agent: 'host-a-1', started_at: '2026-01-01T00:00:00Z', finished_at: '2026-01-01T00:00:02Z', outcome: 'failed', error: 'timeout talking to smtp' },
+      { attempt: 2, agent: 'host-b-2', started_at: '2026-01-01T00:01:00Z', finished_at: '2026-01-01T00:01:01Z', outcome: 'failed', error: 'connection reset' },
+    ];
+    const running = await insertJob(t.pool, t.schema, { state: 'running', attempt: 3, claimedBy: 'host-c-3', payload: { to: 'ada@example.com' }, attemptLog });
+    const shown = await wida(['jobs', 'show', String(running.id)]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toMatch(/payload:\s+\{"to":"ada@example.com"\}/);
+    expect(shown.stdout).toMatch(/lease holder:\s+host-c-3 until/);
+    expect(shown.stdout).toMatch(/state:\s+running/);
+    expect(shown.stdout).toMatch(/1\s+failed\s+host-a-1\s+2026-01-01T00:00:02.000Z\s+2s\s+timeout talking to smtp/);
+    expect(shown.stdout).toMatch(/2\s+failed\s+host-b-2.*connection reset/);
+
+    const json = await widaJson(['jobs', 'show', String(running.id)]);
+    expect(json).toMatchObject({ id: running.id, state: 'running', claimedBy: 'host-c-3', attemptLog });
+  });
+
+  it('an unknown job id exits 1', async () => {
+    await expectFailure(['jobs', 'show', '987654'], 1, /job 987654 does not exist/);
+  });
+});
+
+describe('wida retry / cancel / drop', () => {
+  it('acts on several ids, in tables or JSON', async () => {
+    const dead = await insertJob(t.pool, t.schema, { state: 'dead' });
+    const cancelled = await insertJob(t.pool, t.schema, { state: 'cancelled' });
+    const retried = await wida(['retry', String(dead.id), String(cancelled.id)]);
+    expect(retried).toMatchObject({ code: 0, stderr: '' });
+    expect(retried.stdout).toBe(`retried job ${dead.id}\nretried job ${cancelled.id}\n`);
+    expect((await t.client.getJob(dead.id)).state).toBe('pending');
+
+    expect(await widaJson(['cancel', String(dead.id)])).toEqual({ cancelled: [dead.id], failed: [] });
+    expect((await t.client.getJob(dead.id)).state).toBe('cancelled');
+    expect((await wida(['drop', String(dead.id)])).stdout).toBe(`dropped job ${dead.id}\n`);
+    await expect(t.client.getJob(dead.id)).rejects.toThrow(/does not exist/);
+  });
+
+  it('retrying a running job is refused with exit 1 and the states that allow it', async () => {
+    const running = await insertJob(t.pool, t.schema, { state: 'running' });
+    await expectFailure(['retry', String(running.id)], 1, new RegExp(`job ${running.id} is running; only pending, dead or cancelled jobs can be retried`));
+    await expectFailure(['drop', String(running.id)], 1, /is running; only .* jobs can be dropped/);
+    expect((await t.client.getJob(running.id)).state).toBe('running');
+  });
+
+  it('one refusal does not stop the other ids, but the exit status is 1', async () => {
+    const pending = await insertJob(t.pool, t.schema, { state: 'pending' });
+    const result = await wida(['cancel', '987654', String(pending.id), '--json']);
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toEqual({ cancelled: [pending.id], failed: [{ id: 987654, code: 'JOB_NOT_FOUND', error: expect.stringMatching(/does not exist/) }] });
+    expect(result.stderr).toMatch(/^wida: job 987654 does not exist/);
+  });
+});
+
+describe('wida pause / resume / queues', () => {
+  it('pauses and resumes a queue; queues shows counts by state and the paused flag', async () => {
+    await insertJob(t.pool, t.schema, { queue: 'emails', state: 'pending' });
+    await insertJob(t.pool, t.schema, { queue: 'emails', state: 'dead' });
+    expect((await wida(['pause', 'emails'])).stdout).toBe('paused queue emails\n');
+
+    const queues = await widaJson(['queues']);
+    expect(queues).toEqual([{ name: 'emails', paused: true, concurrencyLimit: null, counts: { pending: 1, dead: 1 } }]);
+    const table = await wida(['queues']);
+    expect(table.stdout).toMatch(/QUEUE\s+PAUSED\s+WAITING\s+PENDING\s+RUNNING\s+COMPLETED\s+DEAD\s+CANCELLED/);
+    expect(table.stdout).toMatch(/emails\s+yes\s+0\s+1\s+0\s+0\s+1\s+0/);
+
+    expect(await widaJson(['resume', 'emails'])).toEqual({ queue: 'emails', paused: false });
+    expect((await widaJson(['queues']))[0].paused).toBe(false);
+  });
+});
+
+describe('wida dlq', () => {
+  async function deadJobs() {
+    const a = await insertJob(t.pool, t.schema, { queue: 'emails', task: 'sendEmail', state: 'dead', lastError: 'bounced' });
+    const b = await insertJob(t.pool, t.schema, { queue: 'emails', task: 'sendEmail', state: 'dead', finishedAgoMs: 2 * 3_600_000 });
+    const c = await insertJob(t.pool, t.schema, { queue: 'reports', task: 'build', state: 'dead' });
+    const alive = await insertJob(t.pool, t.schema, { queue: 'emails', state: 'pending' });
+    return { a, b, c, alive };
+  }
+
+  it('lists and shows dead jobs, filtered', async () => {
+    const { a, b, c, alive } = await deadJobs();
+    expect((await widaJson(['dlq', 'list'])).map((job: { id: number }) => job.id)).toEqual([c.id, b.id, a.id]);
+    expect((await widaJson(['dlq', 'list', '--queue', 'emails', '--since', '1h'])).map((job: { id: number }) => job.id)).toEqual([a.id]);
+    expect((await wida(['dlq', 'list', '--task', 'build'])).stdout).toMatch(/reports\s+build\s+dead/);
+    expect((await wida(['dlq', 'show', String(a.id)])).stdout).toMatch(/last error:\s+bounced/);
+    await expectFailure(['dlq', 'show', String(alive.id)], 1, /is pending, not in the DLQ; `wida jobs show/);
+    await expectFailure(['dlq', 'list', '--since', 'last tuesday'], 2, /--since "last tuesday" is neither a duration/);
+  });
+
+  it('replays and purges by id; a job that is not dead is refused with exit 1', async () => {
+    const { a, b, alive } = await deadJobs();
+    expect((await wida(['dlq', 'replay', String(a.id)])).stdout).toBe(`replayed job ${a.id}\n`);
+    expect(await t.client.getJob(a.id)).toMatchObject({ state: 'pending', attempt: 0, replayCount: 1 });
+    expect(await widaJson(['dlq', 'purge', String(b.id)])).toEqual({ purged: [b.id], failed: [] });
+    await expectFailure(['dlq', 'purge', String(alive.id)], 1, /is pending, not dead; only dead jobs can be purged/);
+    await expectFailure(['dlq', 'replay', String(alive.id)], 1, /is pending; only dead jobs can be replayed/);
+    await expectFailure(['dlq', 'purge', '987654'], 1, /job 987654 does not exist/);
+  });
+
+  it('--all needs --yes without a terminal (exit 1, nothing changed); with --yes it acts on every match', async () => {
+    const { a, b, c } = await deadJobs();
+    await expectFailure(['dlq', 'purge', '--all'], 1, /purge 3 dead jobs needs confirmation.*add --yes/);
+    await expectFailure(['dlq', 'replay'], 2, /name dead job ids, or use --all/);
+    await expectFailure(['dlq', 'replay', String(a.id), '--all'], 2, /not both/);
+    expect(await t.client.listDead()).toHaveLength(3);
+
+    const replayed = await widaJson(['dlq', 'replay', '--all', '--queue', 'emails', '--yes']);
+    expect(replayed.replayed.sort()).toEqual([a.id, b.id].sort());
+    const purged = await wida(['dlq', 'purge', '--all', '--yes']);
+    expect(purged.stdout).toBe('purged 1 dead job\n');
+    await expect(t.client.getJob(c.id)).rejects.toThrow(/does not exist/);
+  });
+});
+
+describe('wida workers', () => {
+  it('lists agents with heartbeat age and alive or dead', async () => {
+    const agent = (id: string, pid: number) => ({ id, host: 'box', pid, version: '0.1.0', queues: id === 'quiet' ? ['emails'] : null, concurrency: 4 });
+    await agentHeartbeat(t.db, agent('busy', 101), 'running');
+    await agentHeartbeat(t.db, agent('quiet', 102), 'running');
+    await agentHeartbeat(t.db, agent('gone', 103), 'stopped');
+    await t.pool.query(`UPDATE "${t.schema}".agents SET heartbeat_at = now() - interval '1 minute' WHERE id = 'quiet'`);
+
+    const rows = await widaJson(['workers']);
+    const byId = Object.fromEntries(rows.map((row: { id: string; alive: boolean }) => [row.id, row]));
+    expect(byId.busy).toMatchObject({ host: 'box', pid: 101, alive: true, state: 'running' });
+    expect(byId.quiet).toMatchObject({ alive: false, queues: ['emails'] });
+    expect(byId.quiet.heartbeatAgeMs).toBeGreaterThanOrEqual(60_000);
+    expect(byId.gone).toMatchObject({ alive: false, state: 'stopped' });
+
+    const table = await wida(['workers']);
+    expect(table.stdout).toMatch(/busy\s+box\s+101\s+\(all\)\s+4\s+running\s+\S+ ago\s+alive/);
+    expect(table.stdout).toMatch(/quiet\s+box\s+102\s+emails\s+4\s+running\s+1m \d+s ago\s+dead/);
+  });
+});
