@@ -1,4 +1,7 @@
-import { loadConfig, type ConfigInput, type WidaConfig } from '../shared/config.js';
+import { resolve } from 'node:path';
+import { loadConfig, readDotEnv, type ConfigInput, type WidaConfig } from '../shared/config.js';
+import { ensureEmbeddedDatabase } from '../shared/db/embedded.js';
+import { migrateUp } from '../shared/db/migrate.js';
 import { createClient, type WidaClient } from '../shared/client.js';
 import { checkConnection, createPool, redactUrl } from '../shared/db/pool.js';
 import { ConfigError, MigrationError, WidaError, isUndefinedTable, sqlState } from '../shared/errors.js';
@@ -15,11 +18,23 @@ export function configFromFlags(flags: CommonFlags, extra: ConfigInput = {}): Wi
   return loadConfig({ WIDA_DATABASE_URL: flags['database-url'], WIDA_SCHEMA: flags.schema, ...extra });
 }
 
-export function requireDatabaseUrl(config: WidaConfig): string {
-  if (!config.WIDA_DATABASE_URL) {
-    throw new ConfigError('no database configured: set WIDA_DATABASE_URL (or pass --database-url), e.g. postgres://user@localhost:5432/app');
+/** Where the embedded database lives: WIDA_HOME (environment, then .env), else `.wida` here. */
+export function widaHome(): string {
+  return resolve(process.env.WIDA_HOME || readDotEnv().WIDA_HOME || '.wida');
+}
+
+/**
+ * The configured database; with none configured, the embedded one (started, or joined if running), with
+ * the schema migrated (unless `migrate` is false) so every command works on a fresh machine.
+ */
+export async function resolveDatabaseUrl(config: WidaConfig, { migrate = true } = {}): Promise<string> {
+  if (config.WIDA_DATABASE_URL) return config.WIDA_DATABASE_URL;
+  const embedded = await ensureEmbeddedDatabase(widaHome());
+  if (embedded.started) {
+    process.stderr.write(`wida: started the embedded PostgreSQL (data in ${embedded.home}, port ${embedded.port}); it keeps running until \`wida db stop\`\n`);
   }
-  return config.WIDA_DATABASE_URL;
+  if (migrate) await migrateUp(embedded.url, config.WIDA_SCHEMA);
+  return embedded.url;
 }
 
 /** Usage errors exit 2; operational refusals and failures exit 1. */
@@ -42,7 +57,7 @@ export interface CommandContext {
  */
 export async function withClient<T>(flags: CommonFlags, work: (context: CommandContext) => Promise<T>): Promise<T> {
   const config = configFromFlags(flags);
-  const databaseUrl = requireDatabaseUrl(config);
+  const databaseUrl = await resolveDatabaseUrl(config);
   const pool = createPool(databaseUrl, { max: 2, applicationName: 'wida cli' });
   const client = createClient({ pool, schema: config.WIDA_SCHEMA, maxPayloadBytes: config.WIDA_MAX_PAYLOAD_BYTES });
   try {

