@@ -5,6 +5,7 @@ import { WIDA_VERSION } from '../shared/version.js';
 import { UsageError, type CommonFlags } from './context.js';
 import { agentCommand } from './commands/agent.js';
 import { dbCommand } from './commands/db.js';
+import { demoCommand } from './commands/demo.js';
 import { dlqCommand } from './commands/dlq.js';
 import { enqueueCommand } from './commands/enqueue.js';
 import { jobActionCommands } from './commands/job-actions.js';
@@ -17,7 +18,7 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 type Register = (cli: Argv<CommonFlags>) => Argv<unknown>;
-const COMMANDS: Register[] = [enqueueCommand, jobsCommand, jobActionCommands, queueCommands, dlqCommand, workersCommand, agentCommand, migrateCommand, dbCommand];
+const COMMANDS: Register[] = [enqueueCommand, jobsCommand, jobActionCommands, queueCommands, dlqCommand, workersCommand, agentCommand, migrateCommand, dbCommand, demoCommand];
 
 let cli = yargs(hideBin(process.argv))
   .scriptName('wida')

@@ -82,7 +82,7 @@ function intervalOverrides() {
   };
 }
 
-async function loadHandlers(file: string): Promise<Handlers> {
+export async function loadHandlers(file: string): Promise<Handlers> {
   let module: Record<string, unknown>;
   try {
     module = await import(pathToFileURL(resolve(file)).href);
