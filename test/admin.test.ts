@@ -1,26 +1,15 @@
 import { hostname } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
 import type { JobContext } from '../src/agent/worker/executors/executor.js';
 import { InvalidJobStateError, JobNotFoundError } from '../src/shared/errors.js';
 import type { JobState } from '../src/shared/job-state.js';
-import { silentLogger } from '../src/shared/logger.js';
 import { WIDA_VERSION } from '../src/shared/version.js';
+import { useAgents } from './support/agents.js';
 import { useTestSchema, waitFor } from './support/database.js';
 import { insertJob, insertJobs, rawJob } from './support/factories.js';
 
 const t = useTestSchema('admin');
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  await Promise.all(agents.splice(0).map((agent) => agent.stop()));
-});
-
-function startAgent(options: Partial<AgentOptions>): Promise<Agent> {
-  const agent = createAgent({ databaseUrl: t.url, schema: t.schema, logger: silentLogger, pollIntervalMs: 50, ...options });
-  agents.push(agent);
-  return agent.start().then(() => agent);
-}
+const startAgent = useAgents(t);
 
 async function rejection(promise: Promise<unknown>): Promise<any> {
   return promise.then(

@@ -1,20 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { createAgent, type Agent } from '../src/agent/agent.js';
-import { silentLogger } from '../src/shared/logger.js';
+import { describe, expect, it } from 'vitest';
+import { useAgents } from './support/agents.js';
 import { countByState, useTestSchema, waitFor } from './support/database.js';
 
 const t = useTestSchema('engine');
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  await Promise.all(agents.splice(0).map((agent) => agent.stop()));
-});
-
-function startAgent(options: Partial<Parameters<typeof createAgent>[0]> = {}) {
-  const agent = createAgent({ databaseUrl: t.url, schema: t.schema, logger: silentLogger, pollIntervalMs: 50, ...options });
-  agents.push(agent);
-  return agent.start().then(() => agent);
-}
+const startAgent = useAgents(t);
 
 describe('agent processing', () => {
   it('runs enqueued jobs and records completion', async () => {

@@ -3,18 +3,15 @@
  * refusing a database migrated by a newer Wida. Handlers come from test/fixtures/cli-handlers.mjs and
  * record every run in "<schema>".executions.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { migrateUp } from '../src/shared/db/migrate.js';
+import { useChildProcessHarness } from './fixtures/harness.js';
 import { useTestSchema, waitFor } from './support/database.js';
 import {
   CLI_HANDLERS,
   WIDA_BIN,
-  assertBuilt,
-  childLog,
-  killLeftovers,
   spawnChild,
   stopChild,
-  takeSpawned,
   waitForExit,
   waitForOutput,
   type Child,
@@ -22,34 +19,7 @@ import {
 
 const t = useTestSchema('proc_cli');
 
-beforeAll(async () => {
-  assertBuilt();
-  await t.pool.query(
-    `CREATE TABLE "${t.schema}".executions (
-       job_id bigint NOT NULL, agent text NOT NULL, pid integer NOT NULL, attempt integer NOT NULL,
-       at timestamptz NOT NULL DEFAULT clock_timestamp())`,
-  );
-});
-
-beforeEach(async () => {
-  await t.pool.query(`TRUNCATE "${t.schema}".jobs, "${t.schema}".executions, "${t.schema}".agents`);
-});
-
-afterEach(async (context) => {
-  const spawned = takeSpawned();
-  const leftovers = await killLeftovers();
-  const failed = context.task.result?.state === 'fail';
-  if (failed) for (const child of spawned) console.error(childLog(child));
-  if (leftovers.length === 0) return;
-  const message = `the test left processes running (killed now): ${leftovers.join(', ')}`;
-  // A test that failed already usually left its children mid-way; say so, but do not pile on a second failure.
-  if (failed) console.error(message);
-  else throw new Error(message);
-});
-
-afterAll(async () => {
-  await killLeftovers();
-});
+useChildProcessHarness(t);
 
 /** `wida agent` with the test handlers on `schema`; settings through flags and the documented environment. */
 function spawnCliAgent(name: string, schema: string, env: Record<string, string> = {}, extraArgs: string[] = []): Child {

@@ -3,10 +3,11 @@
  * which runs the built dist/) against one schema. Every handler run is recorded in "<schema>".executions,
  * so "ran exactly once" and "ran again after its agent died" are read from the database, not assumed.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { jobClaimBatch, jobCompleteMany, jobExtendLeases, jobFailMany, jobRescueExpired } from '../src/shared/db/queries/jobs.js';
+import { useChildProcessHarness } from './fixtures/harness.js';
 import { useTestSchema, waitFor } from './support/database.js';
-import { assertBuilt, childLog, killLeftovers, startAgentChild, stopChild, takeSpawned, waitForOutput } from './fixtures/children.js';
+import { startAgentChild, stopChild, waitForOutput } from './fixtures/children.js';
 
 const t = useTestSchema('proc');
 
@@ -18,34 +19,7 @@ interface Execution {
   at: Date;
 }
 
-beforeAll(async () => {
-  assertBuilt();
-  await t.pool.query(
-    `CREATE TABLE "${t.schema}".executions (
-       job_id bigint NOT NULL, agent text NOT NULL, pid integer NOT NULL, attempt integer NOT NULL,
-       at timestamptz NOT NULL DEFAULT clock_timestamp())`,
-  );
-});
-
-beforeEach(async () => {
-  await t.pool.query(`TRUNCATE "${t.schema}".jobs, "${t.schema}".executions, "${t.schema}".agents`);
-});
-
-afterEach(async (context) => {
-  const spawned = takeSpawned();
-  const leftovers = await killLeftovers();
-  const failed = context.task.result?.state === 'fail';
-  if (failed) for (const child of spawned) console.error(childLog(child));
-  if (leftovers.length === 0) return;
-  const message = `the test left processes running (killed now): ${leftovers.join(', ')}`;
-  // A test that failed already usually left its children mid-way; say so, but do not pile on a second failure.
-  if (failed) console.error(message);
-  else throw new Error(message);
-});
-
-afterAll(async () => {
-  await killLeftovers();
-});
+useChildProcessHarness(t);
 
 function childConfig(name: string, options: Record<string, unknown> = {}) {
   return { databaseUrl: t.url, schema: t.schema, name, pollIntervalMs: 50, rescueIntervalMs: 200, ...options };

@@ -1,5 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
+import { describe, expect, it } from 'vitest';
+import type { AgentOptions } from '../src/agent/agent.js';
 import type { Queryable } from '../src/shared/db/sql.js';
 import {
   jobClaimBatch,
@@ -12,22 +12,12 @@ import {
   type ClaimParams,
 } from '../src/shared/db/queries/jobs.js';
 import { queueSetPaused } from '../src/shared/db/queries/queues.js';
-import { silentLogger } from '../src/shared/logger.js';
+import { useAgents } from './support/agents.js';
 import { inRolledBackTransaction, useTestSchema, waitFor } from './support/database.js';
 import { insertJob, insertJobs, insertManyJobs, rawJob } from './support/factories.js';
 
 const t = useTestSchema('queries');
-const agents: Agent[] = [];
-
-afterEach(async () => {
-  await Promise.all(agents.splice(0).map((agent) => agent.stop()));
-});
-
-function startAgent(options: Partial<AgentOptions>): Promise<Agent> {
-  const agent = createAgent({ databaseUrl: t.url, schema: t.schema, logger: silentLogger, pollIntervalMs: 50, ...options });
-  agents.push(agent);
-  return agent.start().then(() => agent);
-}
+const startAgent = useAgents(t);
 
 const claimDefaults = { agentId: 'test-agent', leaseMs: 30_000, queues: null, limit: 100 } as const;
 

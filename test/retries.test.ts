@@ -1,36 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
+import { describe, expect, it } from 'vitest';
 import type { JobContext } from '../src/agent/worker/executors/executor.js';
 import type { JobRow } from '../src/shared/db/queries/jobs-admin.js';
 import type { JobSpec } from '../src/shared/job-spec.js';
 import { PermanentFailure, Snooze, failPermanently, snooze } from '../src/shared/handler-signals.js';
-import { silentLogger } from '../src/shared/logger.js';
+import { useAgents } from './support/agents.js';
 import { useTestSchema, waitFor } from './support/database.js';
 
 const t = useTestSchema('retries');
-const agents: Agent[] = [];
-
-/** Stops an agent, or reports that it did not stop in time (it is then left behind, and the test says so). */
-async function stopWithin(agent: Agent, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const stopped = await Promise.race([
-    agent.stop().then(() => true),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-  ]);
-  clearTimeout(timer);
-  return stopped;
-}
-
-afterEach(async () => {
-  const results = await Promise.all(agents.splice(0).map((agent) => stopWithin(agent, 2_000)));
-  if (results.includes(false)) throw new Error('an agent did not stop within 2 s (its completer could not write its backlog)');
-});
-
-function startAgent(options: Partial<AgentOptions>): Promise<Agent> {
-  const agent = createAgent({ databaseUrl: t.url, schema: t.schema, logger: silentLogger, pollIntervalMs: 50, ...options });
-  agents.push(agent);
-  return agent.start().then(() => agent);
-}
+const startAgent = useAgents(t, { stopWithinMs: 2000 });
 
 async function enqueue(spec: JobSpec): Promise<number> {
   return (await t.client.enqueue(spec)).id;

@@ -28,7 +28,8 @@ export function createHeartbeat(options: {
       const held = pool.heldLeases();
       if (held.length === 0) return;
       const stillHeld = await jobExtendLeases(db, held, leaseMs);
-      if (stillHeld.size < held.length) pool.dropLost(stillHeld);
+      logger.debug('renewed leases', { held: held.length, renewed: stillHeld.size });
+      if (stillHeld.size < held.length) pool.dropLost(held.filter((run) => !stillHeld.has(run.id)));
     },
     (error) => logger.error('heartbeat failed', { error: (error as Error).message }),
   );

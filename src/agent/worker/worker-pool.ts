@@ -229,11 +229,18 @@ export class WorkerPool {
     if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  /** Forgets buffered jobs and aborts running ones whose lease this agent no longer holds. */
-  dropLost(stillHeld: Set<number>): void {
-    for (let i = this.buffer.length - 1; i >= 0; i--) if (!stillHeld.has(this.buffer[i].id)) this.buffer.splice(i, 1);
-    for (const { job } of [...this.running.values()]) {
-      if (!stillHeld.has(job.id)) this.abort(job.id, new JobAbort('lease_lost', 'the lease was lost (cancelled or taken over)'));
+  /**
+   * Forgets buffered jobs and aborts running ones whose lease this agent no longer holds. Only runs named
+   * in `lost` are touched: a job claimed after the lease renewal began is not lost, just not renewed yet.
+   */
+  dropLost(lost: readonly LeaseRef[]): void {
+    for (const ref of lost) {
+      const buffered = this.buffer.findIndex((job) => job.id === ref.id && job.leaseEpoch === ref.leaseEpoch);
+      if (buffered >= 0) this.buffer.splice(buffered, 1);
+      const running = this.running.get(ref.id);
+      if (running && running.job.leaseEpoch === ref.leaseEpoch) {
+        this.abort(ref.id, new JobAbort('lease_lost', 'the lease was lost (cancelled or taken over)'));
+      }
     }
   }
 
