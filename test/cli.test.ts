@@ -158,6 +158,8 @@ describe('wida jobs list / show', () => {
     const filtered = await widaJson(['jobs', 'list', '--state', 'dead,cancelled', '--queue', 'emails', '--task', 'sendEmail']);
     expect(filtered.map((job: { id: number }) => job.id)).toEqual([dead.id]);
     expect(await widaJson(['jobs', 'list', '--limit', '1'])).toHaveLength(1);
+    const byText = await widaJson(['jobs', 'list', '--text', 'SMTP SAID']);
+    expect(byText.map((job: { id: number }) => job.id)).toEqual([dead.id]);
     expect((await wida(['jobs', 'list', '--queue', 'nothing-here'])).stdout).toMatch(/\(no jobs\)/);
   });
 

@@ -16,12 +16,14 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
             .option('state', { type: 'string', describe: 'only these states, comma-separated (pending, running, dead, ...)' })
             .option('queue', { type: 'string', describe: 'only this queue' })
             .option('task', { type: 'string', describe: 'only this task' })
+            .option('text', { type: 'string', describe: 'only jobs whose task, payload or last error contains this text' })
             .option('limit', { type: 'number', default: 50, describe: 'at most this many' })
             .example('$0 jobs list --state dead,cancelled --queue emails', 'failed work in one queue')
-            .example('$0 jobs list --task sendEmail --limit 10 --json', 'as JSON'),
+            .example('$0 jobs list --task sendEmail --limit 10 --json', 'as JSON')
+            .example('$0 jobs list --text "connection refused"', 'jobs whose payload or error mentions it'),
         async (argv) => {
           if (!Number.isInteger(argv.limit) || argv.limit < 1) throw new UsageError('--limit must be a whole number of at least 1');
-          const filter = { states: readStates(argv.state), queue: argv.queue, task: argv.task, limit: argv.limit };
+          const filter = { states: readStates(argv.state), queue: argv.queue, task: argv.task, text: argv.text, limit: argv.limit };
           const jobs = await withClient(argv, ({ client }) => client.listJobs(filter));
           if (argv.json) return printJson(jobs);
           printJobTable(jobs);
