@@ -16,6 +16,10 @@ import { createHeartbeat } from './worker/heartbeat.js';
 import { WorkerPool } from './worker/worker-pool.js';
 import { createRescuer } from './scheduler/rescuer.js';
 import { createRetention } from './scheduler/retention.js';
+import { Elector } from './scheduler/elector.js';
+import { CronEnqueuer } from './scheduler/cron-enqueuer.js';
+import type { LeaderFence } from './scheduler/fence.js';
+import { applyCronSchedules, readCronFile, toCronScheduleWrite, type CronScheduleSpec } from '../shared/cron-admin.js';
 import type { Service } from './service.js';
 
 export interface AgentOptions {
@@ -42,8 +46,22 @@ export interface AgentOptions {
   shutdownGraceMs?: number;
   /** apply migrations at start (default); false: refuse to start unless the schema is current */
   migrate?: boolean;
-  /** run the rescuer and retention on this agent (default true; one agent at a time does the work) */
+  /**
+   * campaign for leadership (default true). The leader alone runs the rescuer, retention and cron; false
+   * makes an agent that only runs jobs.
+   */
   maintenance?: boolean;
+  /** cron schedules created or updated (by name) at start; schedules not listed are left alone */
+  cronSchedules?: readonly CronScheduleSpec[];
+  /** a JSON file of cron schedules (an array, or { "schedules": [...] }), applied at start like cronSchedules */
+  cronFile?: string;
+  /** a cron slot no older than this is on time and always runs; older ones follow the catch-up policy (default 60 s) */
+  cronGraceMs?: number;
+  /** how often an agent that does not lead tries to (default 500 ms) */
+  electionPollIntervalMs?: number;
+  /** how often the leader checks its own session; a check slower than leaderCheckTimeoutMs fails it (default 500 / 500 ms) */
+  leaderCheckIntervalMs?: number;
+  leaderCheckTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -53,6 +71,8 @@ export interface Agent {
   /** Drains: stops claiming, waits for running jobs up to the grace period, releases the rest. */
   stop(): Promise<void>;
   readonly runningCount: number;
+  /** true while this agent leads (runs cron, rescue and retention) */
+  readonly isLeader: boolean;
 }
 
 export function createAgent(options: AgentOptions): Agent {
@@ -63,6 +83,8 @@ export function createAgent(options: AgentOptions): Agent {
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const executor = options.executor ?? new InProcessExecutor(options.handlers ?? {});
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  // A bad schedule is the caller's error at createAgent, not a failed start.
+  options.cronSchedules?.forEach((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i}: `));
   const info: AgentInfo = { id, host: hostname(), pid: process.pid, version: WIDA_VERSION, queues: options.queues ? [...options.queues] : null, concurrency };
 
   let pool: pg.Pool | undefined;
@@ -71,6 +93,8 @@ export function createAgent(options: AgentOptions): Agent {
   let listener: Listener | undefined;
   let pollTimer: NodeJS.Timeout | undefined;
   let services: Service[] = [];
+  let elector: Elector | undefined;
+  let leaderServices: Service[] = [];
   let state: 'new' | 'starting' | 'running' | 'draining' | 'stopped' = 'new';
 
   function onControl(payload: string): void {
@@ -82,12 +106,16 @@ export function createAgent(options: AgentOptions): Agent {
     }
     if (message.type === 'cancel') workers?.abort(message.jobId, new JobAbort('cancelled', 'cancelled by an operator'));
     else if (message.type === 'queue_paused') void workers?.releaseQueue(message.queue).catch(() => {});
+    else if (message.type === 'leader_resigned') elector?.campaignNow();
   }
 
   return {
     id,
     get runningCount() {
       return workers?.runningCount ?? 0;
+    },
+    get isLeader() {
+      return elector?.leader !== undefined;
     },
 
     async start() {
@@ -97,6 +125,7 @@ export function createAgent(options: AgentOptions): Agent {
         await startServices();
       } catch (error) {
         state = 'stopped';
+        await elector?.stop().catch(() => {});
         await pool?.end().catch(() => {});
         await listener?.stop();
         throw error;
@@ -109,6 +138,8 @@ export function createAgent(options: AgentOptions): Agent {
       if (state !== 'running') return;
       state = 'draining';
       logger.info('agent draining', { agentId: id, running: workers!.runningCount });
+      // First, so another agent takes over the leader's duties while this one drains.
+      await elector?.stop();
       clearInterval(pollTimer);
       await listener!.stop();
       await workers!.stop(options.shutdownGraceMs ?? 10_000);
@@ -128,6 +159,11 @@ export function createAgent(options: AgentOptions): Agent {
     pool = createPool(options.databaseUrl, { max: 6, applicationName: `wida agent ${id}` });
     await checkConnection(pool, options.databaseUrl);
     const db = new SchemaDb(pool, schema);
+    const cronSpecs = [...(options.cronFile ? readCronFile(options.cronFile) : []), ...(options.cronSchedules ?? [])];
+    if (cronSpecs.length > 0) {
+      const applied = await applyCronSchedules(db, cronSpecs);
+      logger.info('cron schedules applied', applied);
+    }
     completer = new Completer(db, logger);
     workers = new WorkerPool({
       agentId: id,
@@ -164,20 +200,45 @@ export function createAgent(options: AgentOptions): Agent {
       state: () => (state === 'running' ? 'running' : 'draining'),
     });
     services = [heartbeat];
-    if (options.maintenance !== false) {
-      services.push(createRescuer({ pool, db, intervalMs: options.rescueIntervalMs ?? 5_000, logger }));
-      services.push(
-        createRetention({
-          pool,
-          db,
-          retentionMs: options.retentionMs ?? 86_400_000,
-          intervalMs: options.retentionIntervalMs ?? 60_000,
-          logger,
-        }),
-      );
-    }
     for (const service of services) await service.start();
+    if (options.maintenance !== false) {
+      elector = new Elector({
+        databaseUrl: options.databaseUrl,
+        schema,
+        agentId: id,
+        logger,
+        pollIntervalMs: options.electionPollIntervalMs,
+        checkIntervalMs: options.leaderCheckIntervalMs,
+        checkTimeoutMs: options.leaderCheckTimeoutMs,
+        onElected: (fence) => startLeaderServices(pool!, db, fence),
+        onDemoted: stopLeaderServices,
+      });
+      elector.start();
+    }
     pollTimer = setInterval(() => workers!.wake(), pollIntervalMs);
     workers.wake();
   }
+
+  /** The leader-only duties, started when this agent is elected and stopped when it steps down or resigns. */
+  function startLeaderServices(leaderPool: pg.Pool, db: SchemaDb, fence: LeaderFence): void {
+    leaderServices = [
+      createRescuer({ pool: leaderPool, db, fence, intervalMs: options.rescueIntervalMs ?? 5_000, logger }),
+      createRetention({
+        pool: leaderPool,
+        db,
+        fence,
+        retentionMs: options.retentionMs ?? 86_400_000,
+        intervalMs: options.retentionIntervalMs ?? 60_000,
+        logger,
+      }),
+      new CronEnqueuer({ db, fence, logger, graceMs: options.cronGraceMs ?? 60_000 }),
+    ];
+    for (const service of leaderServices) void service.start();
+  }
+
+  async function stopLeaderServices(): Promise<void> {
+    const stopping = leaderServices.splice(0);
+    await Promise.all(stopping.map((service) => service.stop()));
+  }
 }
+

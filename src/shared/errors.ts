@@ -98,3 +98,9 @@ export function isTransientDatabaseError(error: unknown): boolean {
   if (code === undefined || !/^[0-9A-Z]{5}$/.test(code)) return true; // socket errors (ECONNRESET, ...) and the like
   return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '40001' || code === '40P01';
 }
+
+export class CronScheduleNotFoundError extends WidaError {
+  constructor(readonly scheduleName: string) {
+    super('CRON_SCHEDULE_NOT_FOUND', `cron schedule "${scheduleName}" does not exist; \`wida cron list\` shows the schedules`);
+  }
+}

@@ -4,7 +4,7 @@ import { agentDeleteStale } from '../../shared/db/queries/agents.js';
 import { jobDeleteFinished } from '../../shared/db/queries/jobs.js';
 import type { Logger } from '../../shared/logger.js';
 import { IntervalService } from '../service.js';
-import { runExclusively } from './exclusive.js';
+import { asLeader, type LeaderFence } from './fence.js';
 
 const BATCH = 1000;
 const STALE_AGENT_MS = 24 * 3_600_000;
@@ -12,30 +12,34 @@ const STALE_AGENT_MS = 24 * 3_600_000;
 /**
  * Deletes completed and cancelled jobs older than the retention window, in batches of 1,000 with a short
  * pause between them so the hot path never waits behind a long delete. Dead jobs stay until purged.
+ * A leader-only duty: each batch runs in a transaction that checks the leader's term first.
  */
 export function createRetention(options: {
   pool: pg.Pool;
   db: SchemaDb;
+  fence: LeaderFence;
   retentionMs: number;
   intervalMs: number;
   logger: Logger;
 }): IntervalService {
-  const { pool, db, retentionMs, logger } = options;
+  const { pool, db, fence, retentionMs, logger } = options;
   return new IntervalService(
     'retention',
     options.intervalMs,
     async () => {
-      await runExclusively(pool, `wida_retention:${db.schema}`, async () => {
-        let deleted = 0;
-        for (;;) {
-          const n = await jobDeleteFinished(db, { retentionMs, limit: BATCH });
-          deleted += n;
-          if (n < BATCH) break;
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-        await agentDeleteStale(db, STALE_AGENT_MS);
-        if (deleted > 0) logger.info('retention deleted finished jobs', { deleted });
-      });
+      let deleted = 0;
+      for (;;) {
+        let n = 0;
+        const ran = await asLeader(pool, db, fence, async (tx) => {
+          n = await jobDeleteFinished(tx, { retentionMs, limit: BATCH });
+        });
+        if (!ran) return;
+        deleted += n;
+        if (n < BATCH) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await asLeader(pool, db, fence, (tx) => agentDeleteStale(tx, STALE_AGENT_MS).then(() => {}));
+      if (deleted > 0) logger.info('retention deleted finished jobs', { deleted });
     },
     (error) => logger.error('retention failed', { error: (error as Error).message }),
   );

@@ -10,7 +10,9 @@ export async function notifyJobsReady(db: SchemaDb, queues: readonly string[]): 
 
 export type ControlMessage =
   | { type: 'cancel'; jobId: number; agentId: string | null }
-  | { type: 'queue_paused' | 'queue_resumed'; queue: string };
+  | { type: 'queue_paused' | 'queue_resumed'; queue: string }
+  /** sent by leader.ts's leaderResign: campaign now */
+  | { type: 'leader_resigned'; term: number };
 
 const NOTIFY_CONTROL = statement('notify_control', `SELECT pg_notify('@channel_control', $1)`);
 

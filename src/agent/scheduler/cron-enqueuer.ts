@@ -1,0 +1,116 @@
+import type { SchemaDb } from '../../shared/db/sql.js';
+import { cronScheduleEnqueueSlots, cronScheduleList, databaseNow, type CronScheduleRow } from '../../shared/db/queries/cron-schedules.js';
+import { CronSchedule, dueSlots } from '../../shared/cron-schedule.js';
+import type { Logger } from '../../shared/logger.js';
+import type { Service } from '../service.js';
+import type { LeaderFence } from './fence.js';
+
+export interface CronEnqueuerOptions {
+  db: SchemaDb;
+  /** the leader's fence; every insert names its term. null only in tests of the unique index. */
+  fence: LeaderFence | null;
+  logger: Logger;
+  /** a slot no older than this is on time and always runs; older ones follow the schedule's catch-up policy */
+  graceMs: number;
+  /** the longest wait between two looks at the schedules (default 1 s), so new schedules are seen soon */
+  maxIntervalMs?: number;
+  /** the current time; defaults to the database's now(), never the agent's clock */
+  now?: () => Promise<Date>;
+}
+
+/**
+ * A leader-only duty: inserts one job per due slot of every enabled schedule, under the unique
+ * (schedule, slot) index and the leader's term, and sleeps until the next slot (at most `maxIntervalMs`).
+ */
+export class CronEnqueuer implements Service {
+  readonly name = 'cron';
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private readonly parsed = new Map<string, CronSchedule>();
+  private readonly maxIntervalMs: number;
+
+  constructor(private readonly options: CronEnqueuerOptions) {
+    this.maxIntervalMs = options.maxIntervalMs ?? 1_000;
+  }
+
+  start(): void {
+    this.schedule(0);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      let next = this.maxIntervalMs;
+      this.running = this.tick()
+        .then((untilNextSlotMs) => {
+          next = Math.min(next, Math.max(untilNextSlotMs, 5));
+        })
+        .catch((error) => this.options.logger.error('cron enqueuer failed', { error: (error as Error).message }))
+        .finally(() => {
+          this.running = undefined;
+          this.schedule(next);
+        });
+    }, delay);
+  }
+
+  /** One look at every enabled schedule. Returns ms until the next slot of any of them (Infinity if none). */
+  async tick(): Promise<number> {
+    const { db, fence, logger } = this.options;
+    if (fence && !fence.isCurrent()) return Infinity;
+    const now = await (this.options.now ? this.options.now() : databaseNow(db));
+    const schedules = await cronScheduleList(db, { enabledOnly: true });
+    let untilNext = Infinity;
+    for (const row of schedules) {
+      if (fence && !fence.isCurrent()) return Infinity;
+      try {
+        const schedule = this.parse(row);
+        await this.enqueueDue(row, schedule, now);
+        const next = schedule.next(now);
+        if (next) untilNext = Math.min(untilNext, next.getTime() - now.getTime());
+      } catch (error) {
+        logger.error('cron schedule failed', { schedule: row.name, error: (error as Error).message });
+      }
+    }
+    return untilNext;
+  }
+
+  private async enqueueDue(row: CronScheduleRow, schedule: CronSchedule, now: Date): Promise<void> {
+    const after = new Date(Math.max(row.startsAfter.getTime(), row.lastSlot?.getTime() ?? 0));
+    const due = dueSlots(schedule, { after, now, catchUp: { policy: row.catchUp, backfillLimit: row.backfillLimit }, graceMs: this.options.graceMs });
+    if (!due.newest) return;
+    if (due.skipped) {
+      this.options.logger.warn('cron slots were missed while no leader ran; the catch-up policy dropped some', {
+        schedule: row.name,
+        catchUp: row.catchUp,
+        since: after.toISOString(),
+        running: due.slots.map((slot) => slot.toISOString()),
+      });
+    }
+    const result = await cronScheduleEnqueueSlots(this.options.db, {
+      name: row.name,
+      slots: due.slots,
+      newest: due.newest,
+      leader: this.options.fence?.leader ?? null,
+    });
+    if (result.inserted.length > 0) {
+      this.options.logger.debug('cron enqueued', { schedule: row.name, jobs: result.inserted.map((job) => job.id) });
+    }
+  }
+
+  private parse(row: CronScheduleRow): CronSchedule {
+    const key = `${row.timezone} ${row.expression}`;
+    let schedule = this.parsed.get(key);
+    if (!schedule) {
+      schedule = new CronSchedule(row.expression, row.timezone);
+      this.parsed.set(key, schedule);
+    }
+    return schedule;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The leader table and the advisory lock behind it. The lock is held by the leader's dedicated session
+ * (never a pooled connection: a pool would hand the session, and the lock, to someone else); the row says
+ * who leads and under which term, and every leader-only write names that term.
+ */
+import { statement, type SchemaDb } from '../sql.js';
+
+/** A leader's claim: leader-only writes are refused unless the leader row still has this agent and term. */
+export interface LeaderTerm {
+  agentId: string;
+  term: number;
+}
+
+// The lock key is two int4s, (hashtext('wida_leader'), hashtext(schema)), so pg_locks shows them as
+// classid and objid (objsubid 2) and the self-check can look for exactly this lock held by this backend.
+const TRY_LOCK = statement('leader_try_lock', `SELECT pg_try_advisory_lock(hashtext('wida_leader'), hashtext($1)) AS locked`);
+
+/** Tries to take the leader lock on this session (a dedicated client); true if this session holds it now. */
+export async function leaderTryLock(db: SchemaDb): Promise<boolean> {
+  const [row] = await db.rows(TRY_LOCK, [db.schema]);
+  return row.locked;
+}
+
+const UNLOCK = statement('leader_unlock', `SELECT pg_advisory_unlock(hashtext('wida_leader'), hashtext($1)) AS unlocked`);
+
+export async function leaderUnlock(db: SchemaDb): Promise<void> {
+  await db.rows(UNLOCK, [db.schema]);
+}
+
+const ELECT = statement(
+  'leader_attempt_elect',
+  `INSERT INTO @.leader AS l (singleton, agent_id, term, elected_at, backend_pid)
+   VALUES (true, $1, 1, now(), pg_backend_pid())
+   ON CONFLICT (singleton) DO UPDATE
+     SET agent_id = EXCLUDED.agent_id, term = l.term + 1, elected_at = now(), backend_pid = EXCLUDED.backend_pid
+   RETURNING term`,
+);
+
+/**
+ * Records this agent as the leader under a new term. Call only while holding the leader lock on the same
+ * session; the term it returns fences every leader-only write.
+ */
+export async function leaderAttemptElect(db: SchemaDb, agentId: string): Promise<LeaderTerm> {
+  const [row] = await db.rows(ELECT, [agentId]);
+  return { agentId, term: Number(row.term) };
+}
+
+const CHECK_SESSION = statement(
+  'leader_check_session',
+  `SELECT EXISTS (
+     SELECT 1 FROM pg_locks
+      WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND classid = hashtext('wida_leader')::oid AND objid = hashtext($1)::oid AND objsubid = 2
+   ) AND EXISTS (SELECT 1 FROM @.leader WHERE agent_id = $2 AND term = $3) AS holds`,
+);
+
+/**
+ * The leader's self-check, on its dedicated session: the session answers, still holds the lock, and the
+ * row still names this agent and term. False (or an error, or no answer) means: step down now.
+ */
+export async function leaderCheckSession(db: SchemaDb, leader: LeaderTerm): Promise<boolean> {
+  const [row] = await db.rows(CHECK_SESSION, [db.schema, leader.agentId, leader.term]);
+  return row.holds;
+}
+
+const RESIGN = statement(
+  'leader_resign',
+  `WITH cleared AS (
+     UPDATE @.leader SET agent_id = NULL, backend_pid = NULL WHERE agent_id = $2 AND term = $3 RETURNING term
+   )
+   SELECT pg_advisory_unlock(hashtext('wida_leader'), hashtext($1)) AS unlocked,
+          pg_notify('@channel_control', json_build_object('type', 'leader_resigned', 'term', $3::bigint)::text),
+          (SELECT count(*) FROM cleared) AS cleared`,
+);
+
+/**
+ * Gives up leadership in one statement: clears the row (if it is still ours), releases the lock and
+ * tells the other agents on the control channel, so one of them campaigns at once.
+ */
+export async function leaderResign(db: SchemaDb, leader: LeaderTerm): Promise<void> {
+  await db.rows(RESIGN, [db.schema, leader.agentId, leader.term]);
+}
+
+const HOLDS_TERM = statement('leader_holds_term', `SELECT 1 FROM @.leader WHERE agent_id = $1 AND term = $2 FOR SHARE`);
+
+/**
+ * Inside a transaction: true if `leader` still holds its term. The row stays share-locked until the
+ * transaction ends, so a new election (which updates the row) waits for the duty to finish, and the duty
+ * never writes after another agent was elected.
+ */
+export async function leaderHoldsTerm(db: SchemaDb, leader: LeaderTerm): Promise<boolean> {
+  return (await db.rows(HOLDS_TERM, [leader.agentId, leader.term])).length === 1;
+}
+
+export interface LeaderInfo {
+  agentId: string;
+  term: number;
+  electedAt: Date;
+  /** the backend of the leader's dedicated session */
+  backendPid: number | null;
+}
+
+const GET = statement('leader_get', `SELECT agent_id, term, elected_at, backend_pid FROM @.leader WHERE agent_id IS NOT NULL`);
+
+/** Who leads now; undefined when nobody does (no agent yet, or the last leader resigned). */
+export async function leaderGet(db: SchemaDb): Promise<LeaderInfo | undefined> {
+  const [row] = await db.rows(GET);
+  return row ? { agentId: row.agent_id, term: Number(row.term), electedAt: row.elected_at, backendPid: row.backend_pid } : undefined;
+}
+
+// Server-side keepalives on the leader's session: if the leader's host vanishes without closing the socket,
+// the server notices within seconds and releases the lock (the client-side keepalive covers the other way).
+const SESSION_SETUP = statement(
+  'leader_session_setup',
+  `SELECT set_config('tcp_keepalives_idle', '2', false), set_config('tcp_keepalives_interval', '1', false),
+          set_config('tcp_keepalives_count', '2', false), set_config('tcp_user_timeout', '4000', false)`,
+);
+
+/** Prepares a dedicated session for leadership (keepalives). */
+export async function leaderSessionSetup(db: SchemaDb): Promise<void> {
+  await db.rows(SESSION_SETUP);
+}
