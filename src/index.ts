@@ -7,3 +7,5 @@ export { PermanentFailure, Snooze, failPermanently, snooze } from './shared/hand
 export { migrateUp, migrateDown, migrationStatus } from './shared/db/migrate.js';
 export * from './shared/errors.js';
 export { JOB_STATES, PRIORITIES, type JobState, type Priority } from './shared/job-state.js';
+export type { CronScheduleSpec, CronScheduleInfo, LeaderInfo } from './shared/cron-admin.js';
+export { CronSchedule, type CatchUpPolicy } from './shared/cron-schedule.js';

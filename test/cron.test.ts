@@ -74,6 +74,8 @@ describe('managing schedules', () => {
       expect(new Intl.DateTimeFormat('en-GB', { timeZone: 'Europe/London', hour: '2-digit', minute: '2-digit' }).format(run)).toBe('03:45');
     }
     expect((await listCronSchedules(t.db)).map((s) => s.name)).toEqual(['nightly']);
+    // The client API has the same operations.
+    expect((await t.client.listCronSchedules({ nextRuns: 1 }))[0]).toMatchObject({ name: 'nightly', nextRuns: [got.nextRuns[0]] });
   });
 
   it('update changes some fields; pause and resume; trigger runs now; remove deletes; unknown names say so', async () => {

@@ -43,6 +43,10 @@ describe('leader election', () => {
     expect(row).toMatchObject({ agentId: leader.id });
     expect(row!.term).toBeGreaterThanOrEqual(1);
     expect(row!.backendPid).toEqual(expect.any(Number));
+    expect(await t.client.getLeader()).toEqual(row);
+    await waitFor('the agents to register', async () => (await t.client.listAgents()).length >= 3);
+    const listed = (await t.client.listAgents()).filter((agent) => agents.some((a) => a.id === agent.id));
+    expect(listed.filter((agent) => agent.isLeader).map((agent) => agent.id)).toEqual([leader.id]);
   });
 
   it('an agent started with maintenance: false never leads', async () => {

@@ -90,3 +90,6 @@ export function listQueues(db: SchemaDb): Promise<QueueSummary[]> {
 export function listAgents(db: SchemaDb): Promise<AgentRow[]> {
   return agentList(db);
 }
+
+export { getLeader } from './cron-admin.js';
+export type { LeaderInfo } from './cron-admin.js';

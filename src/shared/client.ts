@@ -1,5 +1,6 @@
 import pg from 'pg';
 import * as admin from './admin.js';
+import * as cron from './cron-admin.js';
 import { loadConfig } from './config.js';
 import { SchemaDb, type Queryable } from './db/sql.js';
 import { createPool } from './db/pool.js';
@@ -45,6 +46,18 @@ export interface WidaClient {
   resumeQueue(queue: string): Promise<void>;
   listQueues(): Promise<admin.QueueSummary[]>;
   listAgents(): Promise<admin.AgentRow[]>;
+  /** creates a cron schedule, or updates the one with this name */
+  addCronSchedule(spec: cron.CronScheduleSpec): Promise<{ schedule: cron.CronScheduleInfo; created: boolean }>;
+  updateCronSchedule(name: string, changes: Partial<Omit<cron.CronScheduleSpec, 'name'>>): Promise<cron.CronScheduleInfo>;
+  listCronSchedules(options?: { nextRuns?: number }): Promise<cron.CronScheduleInfo[]>;
+  getCronSchedule(name: string, options?: { nextRuns?: number }): Promise<cron.CronScheduleInfo>;
+  removeCronSchedule(name: string): Promise<void>;
+  pauseCronSchedule(name: string): Promise<void>;
+  resumeCronSchedule(name: string): Promise<void>;
+  /** enqueues the schedule's job now, outside its slots */
+  triggerCronSchedule(name: string): Promise<{ jobId: number }>;
+  /** who leads the agents now; undefined when nobody does */
+  getLeader(): Promise<cron.LeaderInfo | undefined>;
   close(): Promise<void>;
 }
 
@@ -89,6 +102,15 @@ export function createClient(options: ClientOptions = {}): WidaClient {
     resumeQueue: (queue) => admin.resumeQueue(db, queue),
     listQueues: () => admin.listQueues(db),
     listAgents: () => admin.listAgents(db),
+    addCronSchedule: (spec) => cron.addCronSchedule(db, spec),
+    updateCronSchedule: (name, changes) => cron.updateCronSchedule(db, name, changes),
+    listCronSchedules: (listOptions) => cron.listCronSchedules(db, listOptions),
+    getCronSchedule: (name, getOptions) => cron.getCronSchedule(db, name, getOptions),
+    removeCronSchedule: (name) => cron.removeCronSchedule(db, name),
+    pauseCronSchedule: (name) => cron.pauseCronSchedule(db, name),
+    resumeCronSchedule: (name) => cron.resumeCronSchedule(db, name),
+    triggerCronSchedule: (name) => cron.triggerCronSchedule(db, name),
+    getLeader: () => cron.getLeader(db),
     async close() {
       if (ownsPool) await pool.end();
     },

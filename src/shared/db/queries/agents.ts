@@ -27,12 +27,15 @@ export interface AgentRow extends AgentInfo {
   startedAt: Date;
   heartbeatAt: Date;
   heartbeatAgeMs: number;
+  /** this agent leads now (runs cron, rescue and retention) */
+  isLeader: boolean;
 }
 
 const LIST = statement(
   'agent_list',
-  `SELECT *, (extract(epoch FROM now() - heartbeat_at) * 1000)::bigint AS heartbeat_age_ms
-     FROM @.agents ORDER BY started_at DESC`,
+  `SELECT a.*, (extract(epoch FROM now() - a.heartbeat_at) * 1000)::bigint AS heartbeat_age_ms,
+          EXISTS (SELECT 1 FROM @.leader l WHERE l.agent_id = a.id) AS is_leader
+     FROM @.agents a ORDER BY a.started_at DESC`,
 );
 
 export async function agentList(db: SchemaDb): Promise<AgentRow[]> {
@@ -48,6 +51,7 @@ export async function agentList(db: SchemaDb): Promise<AgentRow[]> {
     startedAt: row.started_at,
     heartbeatAt: row.heartbeat_at,
     heartbeatAgeMs: Number(row.heartbeat_age_ms),
+    isLeader: row.is_leader,
   }));
 }
 
