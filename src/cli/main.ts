@@ -4,6 +4,7 @@ import { ConfigError, ValidationError } from '../shared/errors.js';
 import { WIDA_VERSION } from '../shared/version.js';
 import { UsageError, type CommonFlags } from './context.js';
 import { agentCommand } from './commands/agent.js';
+import { cronCommand } from './commands/cron.js';
 import { dbCommand } from './commands/db.js';
 import { demoCommand } from './commands/demo.js';
 import { dlqCommand } from './commands/dlq.js';
@@ -18,7 +19,7 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 type Register = (cli: Argv<CommonFlags>) => Argv<unknown>;
-const COMMANDS: Register[] = [enqueueCommand, jobsCommand, jobActionCommands, queueCommands, dlqCommand, workersCommand, agentCommand, migrateCommand, dbCommand, demoCommand];
+const COMMANDS: Register[] = [enqueueCommand, jobsCommand, jobActionCommands, queueCommands, dlqCommand, cronCommand, workersCommand, agentCommand, migrateCommand, dbCommand, demoCommand];
 
 let cli = yargs(hideBin(process.argv))
   .scriptName('wida')
@@ -31,6 +32,7 @@ let cli = yargs(hideBin(process.argv))
   .example('$0 jobs list --state dead', 'list dead jobs')
   .example('$0 jobs show 42', 'one job with every attempt and its error')
   .example('$0 retry 42', 'run a dead or cancelled job again')
+  .example('$0 cron add nightly --expression "30 2 * * *" --tz Europe/London --task buildReport', 'a cron schedule')
   .example('$0 agent --handlers ./tasks.js', 'run the handlers exported by tasks.js')
   .example('$0 CMD --help', 'options and examples of one command')
   .epilogue('Exit status: 0 success, 1 the operation failed or was refused, 2 usage error.\nSettings: flags, then the environment, then .env, then defaults.') as Argv<CommonFlags>;

@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import type { Argv } from 'yargs';
 import { createAgent } from '../../agent/agent.js';
 import type { Handlers } from '../../agent/worker/executors/executor.js';
+import { readCronFile, toCronScheduleWrite } from '../../shared/cron-admin.js';
 import { parseDuration } from '../../shared/duration.js';
 import { ConfigError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/logger.js';
@@ -17,12 +18,15 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         .option('handlers', { type: 'string', describe: 'a JavaScript module whose exports are task handlers (default export object, or named functions)' })
         .option('queues', { type: 'string', describe: 'comma-separated queues to serve (default: all)' })
         .option('concurrency', { type: 'number', describe: 'jobs running at once (WIDA_WORKER_CONCURRENCY, default 10)' })
+        .option('cron-file', { type: 'string', requiresArg: true, describe: 'a JSON file of cron schedules (an array, or { "schedules": [...] }) created or updated at start' })
         .option('migrate', { type: 'boolean', default: true, describe: 'apply migrations at start (--no-migrate: refuse unless current)' })
         .example('$0 agent --handlers ./tasks.js', 'run the handlers exported by tasks.js on every queue')
-        .example('$0 agent --handlers ./tasks.js --queues email,reports --concurrency 32', 'serve two queues, 32 jobs at a time'),
+        .example('$0 agent --handlers ./tasks.js --queues email,reports --concurrency 32', 'serve two queues, 32 jobs at a time')
+        .example('$0 agent --handlers ./tasks.js --cron-file ./cron.json', 'also create or update the schedules in cron.json'),
     async (argv) => {
       const config = configFromFlags(argv, { WIDA_WORKER_CONCURRENCY: argv.concurrency });
       const handlers = argv.handlers ? await loadHandlers(argv.handlers) : {};
+      if (argv['cron-file']) checkCronFile(argv['cron-file']);
       const logger = createLogger();
       const agent = createAgent({
         databaseUrl: await resolveDatabaseUrl(config, { migrate: false }), // the agent migrates (or checks) itself
@@ -36,6 +40,7 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         defaultTimeoutMs: config.WIDA_JOB_TIMEOUT,
         shutdownGraceMs: config.WIDA_SHUTDOWN_GRACE,
         migrate: argv.migrate,
+        cronFile: argv['cron-file'],
         logger,
         ...intervalOverrides(),
       });
@@ -64,6 +69,11 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
       process.exit(process.exitCode ?? 0);
     },
   );
+}
+
+/** A bad schedule file is a usage error before anything starts (the agent reads it again at start). */
+function checkCronFile(file: string): void {
+  readCronFile(file).forEach((spec, i) => toCronScheduleWrite(spec, `${file}: cron schedule ${i} (${(spec as { name?: string })?.name ?? 'unnamed'}): `));
 }
 
 /** Test and tuning knobs read from the environment: WIDA_HEARTBEAT_INTERVAL, WIDA_RESCUE_INTERVAL, WIDA_PREFETCH. */

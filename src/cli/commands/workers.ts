@@ -12,12 +12,12 @@ export function isAgentAlive(agent: AgentRow, leaseMs: number): boolean {
 export function workersCommand(yargs: Argv<CommonFlags>) {
   return yargs.command(
     'workers',
-    'list agents: host, pid, queues, heartbeat age, alive or dead',
+    'list agents: host, pid, queues, heartbeat age, alive or dead, which one leads',
     (y) => y.example('$0 workers', 'every agent that has registered').example('$0 workers --json', 'as JSON'),
     async (argv) => {
       const leaseMs = configFromFlags(argv).WIDA_LEASE;
       const agents = await withClient(argv, ({ client }) => client.listAgents());
-      const rows = agents.map((agent) => ({ ...agent, alive: isAgentAlive(agent, leaseMs) }));
+      const rows = agents.map((agent) => ({ ...agent, alive: isAgentAlive(agent, leaseMs), leader: agent.isLeader }));
       if (argv.json) return printJson(rows);
       printTable(
         rows,
@@ -30,6 +30,7 @@ export function workersCommand(yargs: Argv<CommonFlags>) {
           { header: 'STATE', value: (agent) => agent.state },
           { header: 'HEARTBEAT', value: (agent) => `${formatDuration(agent.heartbeatAgeMs)} ago` },
           { header: 'STATUS', value: (agent) => (agent.alive ? 'alive' : 'dead') },
+          { header: 'LEADER', value: (agent) => (agent.leader ? 'leader' : '') },
           { header: 'STARTED', value: (agent) => formatTime(agent.startedAt) },
         ],
         '(no agents have registered: start one with `wida agent --handlers FILE`)',
