@@ -7,21 +7,26 @@ import { JOB_DEFAULTS } from '../../job-spec.js';
 import { statement, type SchemaDb } from '../sql.js';
 import type { LeaderTerm } from './leader.js';
 
-/** A schedule as stored. */
-export interface CronScheduleRow {
+/** The fields a caller sets; validated by src/shared/cron-admin.ts. */
+export interface CronScheduleWrite {
   name: string;
   expression: string;
   timezone: string;
   task: string;
   queue: string;
   payload: unknown;
-  /** 0 low .. 3 critical */
   priority: number;
   maxAttempts: number | null;
   timeoutMs: number | null;
-  enabled: boolean;
+  /** undefined: a new schedule is enabled, an existing one keeps its state (a config file does not undo a pause) */
+  enabled?: boolean;
   catchUp: CatchUpPolicy;
   backfillLimit: number | null;
+}
+
+/** A schedule as stored: what a caller sets, and what the scheduler keeps. */
+export interface CronScheduleRow extends Omit<CronScheduleWrite, 'enabled'> {
+  enabled: boolean;
   /** slots at or before this are never enqueued (creation, resume, or a change of expression or zone) */
   startsAfter: Date;
   /** the newest slot dealt with */
@@ -53,22 +58,6 @@ function toRow(row: any): CronScheduleRow {
   };
 }
 
-/** The fields a caller sets; validated by src/shared/cron-admin.ts. */
-export interface CronScheduleWrite {
-  name: string;
-  expression: string;
-  timezone: string;
-  task: string;
-  queue: string;
-  payload: unknown;
-  priority: number;
-  maxAttempts: number | null;
-  timeoutMs: number | null;
-  /** undefined: a new schedule is enabled, an existing one keeps its state (a config file does not undo a pause) */
-  enabled?: boolean;
-  catchUp: CatchUpPolicy;
-  backfillLimit: number | null;
-}
 
 // A changed expression or zone, or a resume, starts counting slots from now: slots of the old timing, or
 // of the paused time, are not "missed".
