@@ -104,3 +104,16 @@ export class CronScheduleNotFoundError extends WidaError {
     super('CRON_SCHEDULE_NOT_FOUND', `cron schedule "${scheduleName}" does not exist; \`wida cron list\` shows the schedules`);
   }
 }
+
+/** A workflow whose dependencies go round in a circle; `path` is the cycle, first node repeated at the end. */
+export class CycleDetectedError extends WidaError {
+  constructor(readonly path: readonly string[]) {
+    super('CYCLE_DETECTED', `the workflow's dependencies form a cycle: ${path.join(' -> ')}; remove one of these dependencies`);
+  }
+}
+
+export class WorkflowNotFoundError extends WidaError {
+  constructor(readonly workflowId: number) {
+    super('WORKFLOW_NOT_FOUND', `workflow ${workflowId} does not exist`);
+  }
+}

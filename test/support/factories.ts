@@ -31,6 +31,8 @@ export interface JobFields {
   idempotencyKey?: string | null;
   lastError?: string | null;
   attemptLog?: unknown[];
+  /** waiting jobs only: how many dependencies are unmet; default 1 (a waiting job waits for something) */
+  pendingDeps?: number;
 }
 
 export interface CreatedJob {
@@ -45,7 +47,7 @@ const COLUMNS =
   'queue text, task text, payload jsonb, priority smallint, state text, attempt integer, max_attempts integer, ' +
   'run_in_ms bigint, claimed_by text, lease_in_ms bigint, lease_epoch integer, started boolean, finished_ago_ms bigint, ' +
   'timeout_ms integer, backoff_strategy text, backoff_base_ms integer, backoff_factor real, backoff_max_ms integer, ' +
-  'backoff_jitter real, idempotency_key text, last_error text, attempt_log jsonb';
+  'backoff_jitter real, idempotency_key text, last_error text, attempt_log jsonb, pending_deps integer';
 const COLUMN_NAMES = COLUMNS.split(', ')
   .map((column) => column.split(' ')[0])
   .join(', ');
@@ -86,19 +88,20 @@ export async function insertJobs(db: SqlRunner, schema: string, list: readonly J
       idempotency_key: fields.idempotencyKey ?? null,
       last_error: fields.lastError ?? null,
       attempt_log: fields.attemptLog ?? [],
+      pending_deps: fields.pendingDeps ?? (state === 'waiting' ? 1 : 0),
     };
   });
   const { rows: inserted } = await db.query(
     `INSERT INTO "${schema}".jobs (queue, task, payload, priority, state, attempt, max_attempts, run_at, claimed_by,
                                   lease_expires_at, lease_epoch, started_at, finished_at, timeout_ms, backoff_strategy,
                                   backoff_base_ms, backoff_factor, backoff_max_ms, backoff_jitter, idempotency_key,
-                                  last_error, attempt_log)
+                                  last_error, attempt_log, pending_deps)
      SELECT queue, task, coalesce(payload, 'null'), priority, state, attempt, max_attempts,
             now() + run_in_ms * interval '1 millisecond', claimed_by,
             now() + lease_in_ms * interval '1 millisecond', lease_epoch,
             CASE WHEN started THEN now() - coalesce(finished_ago_ms, 0) * interval '1 millisecond' END,
             now() - finished_ago_ms * interval '1 millisecond', timeout_ms, backoff_strategy,
-            backoff_base_ms, backoff_factor, backoff_max_ms, backoff_jitter, idempotency_key, last_error, attempt_log
+            backoff_base_ms, backoff_factor, backoff_max_ms, backoff_jitter, idempotency_key, last_error, attempt_log, pending_deps
        FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (${COLUMNS})) WITH ORDINALITY AS r(${COLUMN_NAMES}, ord)
       ORDER BY ord
      RETURNING id, lease_epoch, attempt`,
