@@ -4,9 +4,12 @@ import * as cron from './cron-admin.js';
 import { loadConfig } from './config.js';
 import { SchemaDb, type Queryable } from './db/sql.js';
 import { createPool } from './db/pool.js';
+import { inTransaction } from './db/transaction.js';
 import { jobFindByIdempotencyKeys, jobInsertMany, jobInsertOne, type InsertedJob } from './db/queries/jobs.js';
 import { ValidationError } from './errors.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow, type JobSpec } from './job-spec.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow } from './job-spec.js';
+import * as workflow from './workflow.js';
+import type { DependentJobSpec, EnqueuedWorkflow, WorkflowInfo, WorkflowSpec } from './workflow.js';
 
 export interface ClientOptions {
   /** defaults to WIDA_DATABASE_URL */
@@ -31,8 +34,16 @@ export interface EnqueueResult {
 
 export interface WidaClient {
   readonly db: SchemaDb;
-  enqueue(spec: JobSpec, options?: EnqueueOptions): Promise<EnqueueResult>;
-  enqueueMany(specs: readonly JobSpec[], options?: EnqueueOptions): Promise<EnqueueResult[]>;
+  /** `dependsOn`: ids of existing jobs; the job waits until every one of them completed */
+  enqueue(spec: DependentJobSpec, options?: EnqueueOptions): Promise<EnqueueResult>;
+  enqueueMany(specs: readonly DependentJobSpec[], options?: EnqueueOptions): Promise<EnqueueResult[]>;
+  /**
+   * Enqueues named nodes with dependencies (node names or existing job ids) in one transaction: all of it
+   * or nothing. Cycles throw CycleDetectedError; unknown names or ids throw ValidationError.
+   */
+  enqueueWorkflow(spec: WorkflowSpec, options?: EnqueueOptions): Promise<EnqueuedWorkflow>;
+  /** A workflow's nodes with their states, and its edges. */
+  getWorkflow(id: number): Promise<WorkflowInfo>;
   getJob(id: number): Promise<admin.JobRow>;
   listJobs(filter?: admin.JobListFilter): Promise<admin.JobRow[]>;
   retryJob(id: number): Promise<void>;
@@ -74,9 +85,25 @@ export function createClient(options: ClientOptions = {}): WidaClient {
   const db = new SchemaDb(pool, schema);
   const maxPayloadBytes = options.maxPayloadBytes ?? config?.WIDA_MAX_PAYLOAD_BYTES ?? DEFAULT_MAX_PAYLOAD_BYTES;
 
-  async function enqueueMany(specs: readonly JobSpec[], enqueueOptions: EnqueueOptions = {}): Promise<EnqueueResult[]> {
+  /** Runs `work` in the caller's transaction if given, else in one of our own. */
+  function transaction<T>(enqueueOptions: EnqueueOptions, work: (tx: SchemaDb) => Promise<T>): Promise<T> {
+    if (enqueueOptions.client) return work(db.on(enqueueOptions.client));
+    return inTransaction(pool, (client) => work(db.on(client)));
+  }
+
+  async function enqueueWithDependencies(specs: readonly DependentJobSpec[], enqueueOptions: EnqueueOptions): Promise<EnqueueResult[]> {
+    const nodes = workflow.readDependentSpecs(specs, maxPayloadBytes);
+    const ids = await transaction(enqueueOptions, (tx) => workflow.insertGraph(tx, nodes, null));
+    return ids.map((id) => ({ id, duplicate: false }));
+  }
+
+  const hasDependencies = (spec: unknown) =>
+    typeof spec === 'object' && spec !== null && 'dependsOn' in spec && (spec as DependentJobSpec).dependsOn !== undefined;
+
+  async function enqueueMany(specs: readonly DependentJobSpec[], enqueueOptions: EnqueueOptions = {}): Promise<EnqueueResult[]> {
     if (!Array.isArray(specs)) throw new ValidationError('jobs', 'enqueueMany takes an array of job specs');
     if (specs.length === 0) return [];
+    if (specs.some(hasDependencies)) return enqueueWithDependencies(specs, enqueueOptions);
     const rows = specs.map((spec, i) => toInsertRow(spec, maxPayloadBytes, specs.length > 1 ? i : undefined));
     return insertRows(enqueueOptions.client ? db.on(enqueueOptions.client) : db, rows);
   }
@@ -85,10 +112,16 @@ export function createClient(options: ClientOptions = {}): WidaClient {
     db,
     enqueueMany,
     async enqueue(spec, enqueueOptions) {
+      if (hasDependencies(spec)) return (await enqueueWithDependencies([spec], enqueueOptions ?? {}))[0];
       const row = toInsertRow(spec, maxPayloadBytes);
       const [result] = await insertRows(enqueueOptions?.client ? db.on(enqueueOptions.client) : db, [row]);
       return result;
     },
+    async enqueueWorkflow(spec, enqueueOptions) {
+      const checked = workflow.readWorkflow(spec, maxPayloadBytes);
+      return transaction(enqueueOptions ?? {}, (tx) => workflow.insertWorkflow(tx, checked));
+    },
+    getWorkflow: (id) => workflow.getWorkflow(db, id),
     getJob: (id) => admin.getJob(db, id),
     listJobs: (filter) => admin.listJobs(db, filter),
     retryJob: (id) => admin.retryJob(db, id),

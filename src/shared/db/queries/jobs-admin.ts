@@ -27,6 +27,10 @@ export interface JobRow {
   progress: unknown;
   replayCount: number;
   workflowId: number | null;
+  /** dependencies not yet completed (waiting jobs) */
+  pendingDeps: number;
+  /** why a waiting job cannot go on, e.g. "blocked: job 42 is dead" */
+  blockedReason: string | null;
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
@@ -72,6 +76,8 @@ function toJobRow(row: any): JobRow {
     progress: row.progress,
     replayCount: row.replay_count,
     workflowId: row.workflow_id === null ? null : Number(row.workflow_id),
+    pendingDeps: row.pending_deps,
+    blockedReason: row.blocked_reason ?? null,
     createdAt: row.created_at,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
@@ -133,14 +139,49 @@ export interface ActionOutcome {
   queue: string;
 }
 
-function action(name: string, change: string): Statement {
+function action(name: string, change: string, extra = ''): Statement {
   return statement(
     name,
-    `WITH target AS (SELECT id, state, claimed_by, queue FROM @.jobs WHERE id = $1 FOR UPDATE),
-     changed AS (${change} RETURNING j.id)
+    `WITH RECURSIVE target AS (SELECT id, state, claimed_by, queue FROM @.jobs WHERE id = $1 FOR UPDATE),
+     changed AS (${change} RETURNING j.id)${extra}
      SELECT t.state, t.claimed_by, t.queue, (SELECT count(*) FROM changed) > 0 AS changed FROM target t`,
   );
 }
+
+/**
+ * Cancels, transitively, the waiting dependents of the job the action changed (unless it had completed:
+ * its dependents were released already). Each gets the reason in last_error, naming the dependency it
+ * waited for. `job_deps` is walked, so for a drop the edges are read before they are deleted (one
+ * statement, one snapshot), then deleted.
+ */
+function cascade(verb: 'cancelled' | 'dropped'): string {
+  return `,
+     tree(id, cause) AS (
+       SELECT d.job_id, d.depends_on FROM @.job_deps d, changed c, target t
+        WHERE d.depends_on = c.id AND t.state <> 'completed'
+       UNION
+       SELECT d.job_id, d.depends_on FROM @.job_deps d JOIN tree ON d.depends_on = tree.id
+     ),
+     cascaded AS (
+       UPDATE @.jobs AS w
+          SET state = 'cancelled', finished_at = now(), blocked_reason = NULL,
+              last_error = 'cancelled: dependency job ' || x.cause || ' was ' || CASE WHEN x.cause = $1 THEN '${verb}' ELSE 'cancelled' END
+         FROM (SELECT DISTINCT ON (id) id, cause FROM tree ORDER BY id, cause) x
+        WHERE w.id = x.id AND w.state = 'waiting'
+     )`;
+}
+
+// A dead job that runs again no longer blocks its dependents (its completion releases them).
+const UNBLOCK = `,
+     unblocked AS (
+       UPDATE @.jobs AS w SET blocked_reason = NULL
+         FROM @.job_deps d, changed c
+        WHERE d.depends_on = c.id AND w.id = d.job_id AND w.state = 'waiting'
+          AND w.blocked_reason = 'blocked: job ' || c.id || ' is dead'
+     )`;
+
+const DELETE_EDGES = `,
+     edges AS (DELETE FROM @.job_deps WHERE job_id = ANY(ARRAY(SELECT id FROM changed)) OR depends_on = ANY(ARRAY(SELECT id FROM changed)))`;
 
 const RETRY = action(
   'job_retry',
@@ -150,6 +191,7 @@ const RETRY = action(
           attempt_log = CASE WHEN t.state = 'pending' THEN j.attempt_log
                              ELSE j.attempt_log || jsonb_build_object('outcome', 'retried', 'at', now()) END
      FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+  UNBLOCK,
 );
 
 const CANCEL = action(
@@ -160,9 +202,14 @@ const CANCEL = action(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
             'outcome', 'cancelled', 'error', 'cancelled by an operator') ELSE j.attempt_log END
      FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+  cascade('cancelled'),
 );
 
-const DROP = action('job_drop', `DELETE FROM @.jobs AS j USING target t WHERE j.id = t.id AND t.state = ANY($2::text[])`);
+const DROP = action(
+  'job_drop',
+  `DELETE FROM @.jobs AS j USING target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+  cascade('dropped') + DELETE_EDGES,
+);
 
 const REPLAY = action(
   'job_replay',
@@ -170,6 +217,7 @@ const REPLAY = action(
       SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0, replay_count = j.replay_count + 1,
           attempt_log = j.attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
      FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+  UNBLOCK,
 );
 
 const ACTIONS = { retry: RETRY, cancel: CANCEL, drop: DROP, replay: REPLAY };
@@ -200,14 +248,35 @@ const DEAD_MATCH = `state = 'dead'
 
 const REPLAY_DEAD = statement(
   'job_replay_dead',
-  `UPDATE @.jobs
-      SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0, replay_count = replay_count + 1,
-          attempt_log = attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
-    WHERE ${DEAD_MATCH}
-   RETURNING id`,
+  `WITH changed AS (
+     UPDATE @.jobs
+        SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0, replay_count = replay_count + 1,
+            attempt_log = attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
+      WHERE ${DEAD_MATCH}
+     RETURNING id
+   )${UNBLOCK}
+   SELECT id FROM changed`,
 );
 
-const PURGE_DEAD = statement('job_purge_dead', `DELETE FROM @.jobs WHERE ${DEAD_MATCH} RETURNING id`);
+// Purging is dropping: the waiting dependents of the purged jobs are cancelled transitively, as by drop.
+const PURGE_DEAD = statement(
+  'job_purge_dead',
+  `WITH RECURSIVE purged AS (DELETE FROM @.jobs WHERE ${DEAD_MATCH} RETURNING id),
+   tree(id, cause, root) AS (
+     SELECT d.job_id, d.depends_on, true FROM @.job_deps d, purged p WHERE d.depends_on = p.id
+     UNION
+     SELECT d.job_id, d.depends_on, false FROM @.job_deps d JOIN tree ON d.depends_on = tree.id
+   ),
+   cascaded AS (
+     UPDATE @.jobs AS w
+        SET state = 'cancelled', finished_at = now(), blocked_reason = NULL,
+            last_error = 'cancelled: dependency job ' || x.cause || ' was ' || CASE WHEN x.root THEN 'dropped' ELSE 'cancelled' END
+       FROM (SELECT DISTINCT ON (id) id, cause, root FROM tree ORDER BY id, root DESC, cause) x
+      WHERE w.id = x.id AND w.state = 'waiting'
+   ),
+   edges AS (DELETE FROM @.job_deps WHERE job_id = ANY(ARRAY(SELECT id FROM purged)) OR depends_on = ANY(ARRAY(SELECT id FROM purged)))
+   SELECT id FROM purged`,
+);
 
 function deadParams(filter: DeadFilter): unknown[] {
   return [filter.ids ?? null, filter.queue ?? null, filter.task ?? null, filter.finishedSince ?? null];

@@ -1,0 +1,209 @@
+/**
+ * DAG workflows: enqueue jobs with dependencies (a workflow of named nodes, or plain jobs with dependsOn)
+ * and read a workflow back. All inserts of one call run in one transaction: every node and edge, or none.
+ */
+import { validateDag, type Dependency } from './dag.js';
+import type { SchemaDb } from './db/sql.js';
+import { jobAttachDependents, jobInsertWithDependencies, jobSettleWaiting, type DependentInsertRow, type WaitingSettlement } from './db/queries/jobs.js';
+import { jobDepsOf, workflowGet, workflowInsert, workflowJobs, workflowSetNodes, type Edge } from './db/queries/workflows.js';
+import { ValidationError, WorkflowNotFoundError } from './errors.js';
+import { toInsertRow, type JobSpec } from './job-spec.js';
+
+/** A job spec that may wait for other jobs: existing job ids. */
+export type DependentJobSpec = JobSpec & { dependsOn?: readonly number[] };
+
+/** A workflow node: a full job spec whose dependsOn names other nodes (strings) or existing jobs (ids). */
+export type WorkflowNodeSpec = JobSpec & { dependsOn?: readonly Dependency[] };
+
+export interface WorkflowSpec {
+  name?: string;
+  nodes: Record<string, WorkflowNodeSpec>;
+}
+
+export interface EnqueuedWorkflow {
+  workflowId: number;
+  /** node name -> job id */
+  jobs: Record<string, number>;
+}
+
+export const MAX_WORKFLOW_NODES = 10_000;
+
+interface GraphNode {
+  name: string;
+  row: ReturnType<typeof toInsertRow>;
+  dependsOn: Dependency[];
+}
+
+/** Splits dependsOn off a spec and validates the rest as a job spec; errors name the node. */
+function readNode(name: string, spec: unknown, maxPayloadBytes: number, label: string): GraphNode {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+    throw new ValidationError(label, `${label}: expected a job spec object`);
+  }
+  const { dependsOn, ...jobSpec } = spec as WorkflowNodeSpec;
+  if (dependsOn !== undefined && !Array.isArray(dependsOn)) {
+    throw new ValidationError(`${label}.dependsOn`, `${label}: dependsOn must be an array of node names or job ids`);
+  }
+  if (dependsOn && dependsOn.length > 0 && jobSpec.idempotencyKey !== undefined) {
+    throw new ValidationError(`${label}.idempotencyKey`, `${label}: a job with dependsOn cannot have an idempotencyKey (not supported yet)`);
+  }
+  let row;
+  try {
+    row = toInsertRow(jobSpec, maxPayloadBytes);
+  } catch (error) {
+    if (error instanceof ValidationError) throw new ValidationError(`${label}.${error.field}`, `${label}: ${error.message}`);
+    throw error;
+  }
+  return { name, row, dependsOn: [...new Set(dependsOn ?? [])] };
+}
+
+/** Validates a workflow before anything touches the database. */
+export function readWorkflow(spec: WorkflowSpec, maxPayloadBytes: number): { name: string | null; nodes: GraphNode[] } {
+  if (typeof spec !== 'object' || spec === null) throw new ValidationError('workflow', 'enqueueWorkflow takes { name?, nodes }');
+  const name = spec.name ?? null;
+  if (name !== null && (typeof name !== 'string' || name.length < 1 || name.length > 128)) {
+    throw new ValidationError('name', 'the workflow name must be a string of 1 to 128 characters');
+  }
+  if (typeof spec.nodes !== 'object' || spec.nodes === null || Array.isArray(spec.nodes)) {
+    throw new ValidationError('nodes', 'nodes must be an object: node name -> job spec with an optional dependsOn');
+  }
+  const entries = Object.entries(spec.nodes);
+  if (entries.length === 0) throw new ValidationError('nodes', 'a workflow needs at least one node');
+  if (entries.length > MAX_WORKFLOW_NODES) throw new ValidationError('nodes', `a workflow has at most ${MAX_WORKFLOW_NODES} nodes; got ${entries.length}`);
+  const nodes = entries.map(([nodeName, nodeSpec]) => {
+    if (nodeName.length > 128) throw new ValidationError('nodes', `node name "${nodeName.slice(0, 20)}..." is longer than 128 characters`);
+    return readNode(nodeName, nodeSpec, maxPayloadBytes, `node "${nodeName}"`);
+  });
+  validateDag(nodes);
+  return { name, nodes };
+}
+
+/** Validates plain job specs that may carry dependsOn (job ids only). */
+export function readDependentSpecs(specs: readonly unknown[], maxPayloadBytes: number): GraphNode[] {
+  const nodes = specs.map((spec, i) => readNode(String(i), spec, maxPayloadBytes, specs.length > 1 ? `job ${i}` : 'job'));
+  for (const node of nodes) {
+    const bad = node.dependsOn.find((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 1);
+    if (bad !== undefined) {
+      throw new ValidationError('dependsOn', `dependsOn takes existing job ids (positive whole numbers); got ${JSON.stringify(bad)}`);
+    }
+  }
+  return nodes;
+}
+
+/**
+ * Inserts the nodes and their edges on `db`, which must be inside a transaction. Each node starts waiting
+ * with one unmet dependency per edge; then the dependencies are locked (the attach writes their
+ * `dependents`), and nodes whose dependencies already completed are settled to pending. Returns the job ids
+ * in node order.
+ */
+export async function insertGraph(db: SchemaDb, nodes: readonly GraphNode[], workflowId: number | null): Promise<number[]> {
+  const rows: DependentInsertRow[] = nodes.map((node) => ({
+    ...node.row,
+    state: node.dependsOn.length > 0 ? 'waiting' : 'pending',
+    pending_deps: node.dependsOn.length,
+    workflow_id: workflowId ?? undefined,
+  }));
+  const ids = await jobInsertWithDependencies(db, rows);
+  const idByName = new Map(nodes.map((node, i) => [node.name, ids[i]]));
+  const resolve = (dependency: Dependency) => (typeof dependency === 'number' ? dependency : idByName.get(dependency)!);
+  const edges: Edge[] = [];
+  nodes.forEach((node, i) => {
+    for (const dependency of node.dependsOn) edges.push({ jobId: ids[i], dependsOn: resolve(dependency) });
+  });
+  if (edges.length === 0) return ids;
+  const states = await jobAttachDependents(db, edges);
+  const settlements: WaitingSettlement[] = [];
+  nodes.forEach((node, i) => {
+    let unmet = 0;
+    let blockedReason: string | null = null;
+    for (const dependency of node.dependsOn) {
+      const id = resolve(dependency);
+      const state = states.get(id);
+      if (state === undefined) {
+        throw new ValidationError('dependsOn', `${describe(node, nodes.length)} depends on job ${id}, which does not exist`);
+      }
+      if (state === 'cancelled') {
+        throw new ValidationError('dependsOn', `${describe(node, nodes.length)} depends on job ${id}, which is cancelled; retry it first, or leave it out`);
+      }
+      if (state !== 'completed') unmet++;
+      if (state === 'dead' && blockedReason === null) blockedReason = `blocked: job ${id} is dead`;
+    }
+    if (unmet !== node.dependsOn.length || blockedReason !== null) settlements.push({ id: ids[i], unmet, blockedReason });
+  });
+  await jobSettleWaiting(db, settlements);
+  return ids;
+}
+
+function describe(node: GraphNode, count: number): string {
+  return /^\d+$/.test(node.name) ? (count > 1 ? `job ${node.name}` : 'the job') : `node "${node.name}"`;
+}
+
+/** Inserts a whole workflow on `db` (inside a transaction). */
+export async function insertWorkflow(db: SchemaDb, workflow: { name: string | null; nodes: GraphNode[] }): Promise<EnqueuedWorkflow> {
+  const workflowId = await workflowInsert(db, workflow.name);
+  const ids = await insertGraph(db, workflow.nodes, workflowId);
+  const jobs = Object.fromEntries(workflow.nodes.map((node, i) => [node.name, ids[i]]));
+  await workflowSetNodes(db, workflowId, jobs);
+  return { workflowId, jobs };
+}
+
+export interface WorkflowNodeInfo {
+  name: string;
+  jobId: number;
+  /** null when the job no longer exists (retention deleted it, or it was dropped) */
+  task: string | null;
+  queue: string | null;
+  state: string | null;
+  pendingDeps: number;
+  blockedReason: string | null;
+  lastError: string | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  /** job ids this node waits for (nodes of the workflow, or other jobs) */
+  dependsOn: number[];
+}
+
+export interface WorkflowInfo {
+  id: number;
+  name: string | null;
+  createdAt: Date;
+  nodes: WorkflowNodeInfo[];
+  edges: Edge[];
+  /** node count per state ('gone' for deleted jobs) */
+  counts: Record<string, number>;
+}
+
+export async function getWorkflow(db: SchemaDb, id: number): Promise<WorkflowInfo> {
+  const workflow = await workflowGet(db, id);
+  if (!workflow) throw new WorkflowNotFoundError(id);
+  // jsonb keeps no key order; job ids follow the order the nodes were given in.
+  const entries = Object.entries(workflow.nodes).sort((a, b) => a[1] - b[1]);
+  const ids = entries.map(([, jobId]) => jobId);
+  const [jobs, edges] = await Promise.all([workflowJobs(db, ids), jobDepsOf(db, ids)]);
+  const jobById = new Map(jobs.map((job) => [job.id, job]));
+  const depsById = new Map<number, number[]>();
+  for (const edge of edges) {
+    const list = depsById.get(edge.jobId);
+    if (list) list.push(edge.dependsOn);
+    else depsById.set(edge.jobId, [edge.dependsOn]);
+  }
+  const counts: Record<string, number> = {};
+  const nodes = entries.map(([name, jobId]): WorkflowNodeInfo => {
+    const job = jobById.get(jobId);
+    const state = job?.state ?? null;
+    counts[state ?? 'gone'] = (counts[state ?? 'gone'] ?? 0) + 1;
+    return {
+      name,
+      jobId,
+      task: job?.task ?? null,
+      queue: job?.queue ?? null,
+      state,
+      pendingDeps: job?.pendingDeps ?? 0,
+      blockedReason: job?.blockedReason ?? null,
+      lastError: job?.lastError ?? null,
+      startedAt: job?.startedAt ?? null,
+      finishedAt: job?.finishedAt ?? null,
+      dependsOn: depsById.get(jobId) ?? [],
+    };
+  });
+  return { id: workflow.id, name: workflow.name, createdAt: workflow.createdAt, nodes, edges, counts };
+}

@@ -1,0 +1,353 @@
+import { describe, expect, it } from 'vitest';
+import { jobClaimBatch, jobCompleteMany, jobDeleteFinished, jobFailMany } from '../src/shared/db/queries/jobs.js';
+import { CycleDetectedError, ValidationError } from '../src/shared/errors.js';
+import { PermanentFailure } from '../src/shared/handler-signals.js';
+import type { WorkflowSpec } from '../src/shared/workflow.js';
+import { useAgents } from './support/agents.js';
+import { useTestSchema, waitFor } from './support/database.js';
+
+const t = useTestSchema('dag');
+const startAgent = useAgents(t);
+
+const ok = () => undefined;
+
+async function states(ids: readonly number[]): Promise<string[]> {
+  const { rows } = await t.pool.query(`SELECT id, state FROM "${t.schema}".jobs WHERE id = ANY($1::bigint[])`, [ids]);
+  const byId = new Map(rows.map((row) => [Number(row.id), row.state as string]));
+  return ids.map((id) => byId.get(id) ?? 'gone');
+}
+
+async function jobCount(): Promise<number> {
+  const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".jobs`);
+  return rows[0].n;
+}
+
+async function allCompleted(ids: readonly number[], timeoutMs = 20_000): Promise<void> {
+  await waitFor(`${ids.length} jobs completed`, async () => (await states(ids)).every((state) => state === 'completed'), timeoutMs);
+}
+
+/** Every edge among these jobs: the dependent started only after its dependency finished (database times). */
+async function expectDependencyOrder(ids: readonly number[]): Promise<number> {
+  const { rows } = await t.pool.query(
+    `SELECT d.job_id, d.depends_on, child.started_at >= parent.finished_at AS ordered
+       FROM "${t.schema}".job_deps d
+       JOIN "${t.schema}".jobs child ON child.id = d.job_id
+       JOIN "${t.schema}".jobs parent ON parent.id = d.depends_on
+      WHERE d.job_id = ANY($1::bigint[])`,
+    [ids],
+  );
+  expect(rows.filter((row) => !row.ordered)).toEqual([]);
+  return rows.length;
+}
+
+describe('enqueueWorkflow: shapes run in dependency order', () => {
+  it('fan-in: Send Email Summary runs after Calculate Metrics for user A and user B', async () => {
+    await startAgent({ handlers: { metrics: ok, summary: ok } });
+    const { workflowId, jobs } = await t.client.enqueueWorkflow({
+      name: 'daily summary',
+      nodes: {
+        metricsA: { task: 'metrics', payload: { user: 'A' } },
+        metricsB: { task: 'metrics', payload: { user: 'B' } },
+        summary: { task: 'summary', dependsOn: ['metricsA', 'metricsB'] },
+      },
+    });
+    expect(workflowId).toBeGreaterThan(0);
+    await allCompleted(Object.values(jobs));
+    expect(await expectDependencyOrder(Object.values(jobs))).toBe(2);
+  });
+
+  it('fan-out: one root releases three dependents at once', async () => {
+    await startAgent({ handlers: { step: ok } });
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { root: { task: 'step' }, a: { task: 'step', dependsOn: ['root'] }, b: { task: 'step', dependsOn: ['root'] }, c: { task: 'step', dependsOn: ['root'] } },
+    });
+    await allCompleted(Object.values(jobs));
+    expect(await expectDependencyOrder(Object.values(jobs))).toBe(3);
+  });
+
+  it('diamond: the sink waits for both branches', async () => {
+    await startAgent({ handlers: { step: ok } });
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: {
+        sink: { task: 'step', dependsOn: ['left', 'right'] },
+        left: { task: 'step', dependsOn: ['top'] },
+        right: { task: 'step', dependsOn: ['top'] },
+        top: { task: 'step' },
+      },
+    });
+    expect(await states([jobs.top, jobs.left, jobs.right, jobs.sink])).toEqual(['pending', 'waiting', 'waiting', 'waiting']);
+    await allCompleted(Object.values(jobs));
+    expect(await expectDependencyOrder(Object.values(jobs))).toBe(4);
+  });
+
+  it('across queues: each node on its own queue, served by different agents', async () => {
+    await startAgent({ queues: ['extract'], handlers: { step: ok } });
+    await startAgent({ queues: ['load'], handlers: { step: ok } });
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: {
+        extract: { task: 'step', queue: 'extract', priority: 'high' },
+        load: { task: 'step', queue: 'load', dependsOn: ['extract'], maxAttempts: 2 },
+        again: { task: 'step', queue: 'extract', dependsOn: ['load'] },
+      },
+    });
+    await allCompleted(Object.values(jobs));
+    expect(await expectDependencyOrder(Object.values(jobs))).toBe(2);
+    const load = await t.client.getJob(jobs.load);
+    expect(load).toMatchObject({ queue: 'load', maxAttempts: 2, pendingDeps: 0, blockedReason: null });
+  });
+
+  it('1,000 nodes in 10 layers, each on up to 3 nodes of the layer before: inserted at once and run in order', async () => {
+    const nodes: WorkflowSpec['nodes'] = {};
+    let seed = 7;
+    const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31;
+    for (let layer = 0; layer < 10; layer++) {
+      for (let i = 0; i < 100; i++) {
+        const dependsOn = layer === 0 ? [] : [...new Set([0, 1, 2].map(() => `n${layer - 1}_${Math.floor(random() * 100)}`))];
+        nodes[`n${layer}_${i}`] = { task: 'layered', queue: i % 2 === 0 ? 'even' : 'odd', payload: { layer, i }, dependsOn };
+      }
+    }
+    const started = Date.now();
+    const { workflowId, jobs } = await t.client.enqueueWorkflow({ name: 'layered', nodes });
+    const insertMs = Date.now() - started;
+    const ids = Object.values(jobs);
+    expect(ids).toHaveLength(1000);
+    expect(insertMs).toBeLessThan(5_000);
+    await startAgent({ handlers: { layered: ok }, concurrency: 16 });
+    await allCompleted(ids, 25_000);
+    const edges = await expectDependencyOrder(ids);
+    expect(edges).toBeGreaterThan(900);
+    const workflow = await t.client.getWorkflow(workflowId);
+    expect(workflow.counts).toEqual({ completed: 1000 });
+    expect(workflow.edges).toHaveLength(edges);
+  });
+});
+
+describe('release in the completing statement', () => {
+  it('the completion that finishes the last dependency makes the dependent pending in the same statement, and notifies', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { a: { task: 'manual', queue: 'manual' }, b: { task: 'manual', queue: 'manual' }, c: { task: 'manual', queue: 'manual', dependsOn: ['a', 'b'] } },
+    });
+    expect(await t.client.getJob(jobs.c)).toMatchObject({ state: 'waiting', pendingDeps: 2 });
+    const claimed = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['manual'], tasks: null, limit: 10 });
+    expect(claimed.map((job) => job.id).sort()).toEqual([jobs.a, jobs.b].sort());
+    const [first, second] = claimed;
+    await jobCompleteMany(t.db, [first], null);
+    expect(await t.client.getJob(jobs.c)).toMatchObject({ state: 'waiting', pendingDeps: 1 });
+    expect(await jobCompleteMany(t.db, [second], null)).toEqual(new Set([second.id]));
+    expect(await t.client.getJob(jobs.c)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+  });
+
+  it('a rejected (stale) completion releases nothing', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({ nodes: { a: { task: 'manual', queue: 'stale' }, b: { task: 'manual', queue: 'stale', dependsOn: ['a'] } } });
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['stale'], tasks: null, limit: 10 });
+    expect(await jobCompleteMany(t.db, [{ id: claimed.id, leaseEpoch: claimed.leaseEpoch + 1 }], null)).toEqual(new Set());
+    expect(await t.client.getJob(jobs.b)).toMatchObject({ state: 'waiting', pendingDeps: 1 });
+  });
+});
+
+describe('plain enqueue with dependsOn', () => {
+  it('waits for a pending job; starts pending when every dependency already completed; runs after it', async () => {
+    const parent = await t.client.enqueue({ task: 'plain', queue: 'plain' });
+    const child = await t.client.enqueue({ task: 'plain', queue: 'plain', dependsOn: [parent.id] });
+    expect(child.duplicate).toBe(false);
+    expect(await t.client.getJob(child.id)).toMatchObject({ state: 'waiting', pendingDeps: 1 });
+    await startAgent({ queues: ['plain'], handlers: { plain: ok } });
+    await allCompleted([parent.id, child.id]);
+    expect(await expectDependencyOrder([child.id])).toBe(1);
+    const [late, mixed] = await t.client.enqueueMany([
+      { task: 'plain', queue: 'plain', dependsOn: [parent.id, child.id] },
+      { task: 'plain', queue: 'plain' },
+    ]);
+    await allCompleted([late.id, mixed.id]);
+  });
+
+  it('inside the caller\'s transaction: rolled back, nothing is left', async () => {
+    const parent = await t.client.enqueue({ task: 'plain_tx', queue: 'plain_tx' });
+    const before = await jobCount();
+    const client = await t.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await t.client.enqueue({ task: 'plain_tx', queue: 'plain_tx', dependsOn: [parent.id] }, { client });
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+    }
+    expect(await jobCount()).toBe(before);
+    const { rows } = await t.pool.query(`SELECT dependents FROM "${t.schema}".jobs WHERE id = $1`, [parent.id]);
+    expect(rows[0].dependents).toBeNull();
+  });
+
+  it('an unknown job id: ValidationError naming it, nothing inserted', async () => {
+    const before = await jobCount();
+    const error = await t.client.enqueueMany([{ task: 'x' }, { task: 'x', dependsOn: [987_654_321] }]).catch((e) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error.message).toMatch(/job 1 depends on job 987654321, which does not exist/);
+    expect(await jobCount()).toBe(before);
+  });
+
+  it('dependsOn with an idempotency key, or not ids: ValidationError', async () => {
+    await expect(t.client.enqueue({ task: 'x', dependsOn: [1], idempotencyKey: 'k' })).rejects.toThrow(/idempotencyKey/);
+    await expect(t.client.enqueue({ task: 'x', dependsOn: ['a' as unknown as number] })).rejects.toThrow(ValidationError);
+  });
+});
+
+describe('rejections: nothing is inserted', () => {
+  it('a cycle: CycleDetectedError naming the path', async () => {
+    const before = await jobCount();
+    const error = await t.client
+      .enqueueWorkflow({ nodes: { a: { task: 'x', dependsOn: ['c'] }, b: { task: 'x', dependsOn: ['a'] }, c: { task: 'x', dependsOn: ['b'] }, d: { task: 'x' } } })
+      .catch((e) => e);
+    expect(error).toBeInstanceOf(CycleDetectedError);
+    expect(error).toMatchObject({ code: 'CYCLE_DETECTED' });
+    expect(error.message).toContain('a -> c -> b -> a');
+    expect(await jobCount()).toBe(before);
+  });
+
+  it('an unknown node name: ValidationError', async () => {
+    const before = await jobCount();
+    await expect(t.client.enqueueWorkflow({ nodes: { a: { task: 'x', dependsOn: ['missing'] } } })).rejects.toThrow(/"missing", which is not a node/);
+    expect(await jobCount()).toBe(before);
+  });
+
+  it('a bad node spec names the node', async () => {
+    await expect(t.client.enqueueWorkflow({ nodes: { a: { task: 'x' }, b: { task: 'x', priority: 'urgent' as 'high' } } })).rejects.toThrow(/node "b": .*priority/);
+  });
+
+  it('atomicity: the last node naming a job that does not exist rolls back the nodes already inserted', async () => {
+    const before = await jobCount();
+    const { rows: workflowsBefore } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".workflows`);
+    const nodes: WorkflowSpec['nodes'] = {};
+    for (let i = 0; i < 50; i++) nodes[`n${i}`] = { task: 'x', dependsOn: i > 0 ? [`n${i - 1}`] : [] };
+    nodes.bad = { task: 'x', dependsOn: ['n49', 2_000_000_000] };
+    const error = await t.client.enqueueWorkflow({ nodes }).catch((e) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error.message).toMatch(/node "bad" depends on job 2000000000, which does not exist/);
+    expect(await jobCount()).toBe(before);
+    const { rows: workflowsAfter } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".workflows`);
+    expect(workflowsAfter[0].n).toBe(workflowsBefore[0].n);
+  });
+
+  it('a dependency that is cancelled: ValidationError', async () => {
+    const job = await t.client.enqueue({ task: 'x', queue: 'never' });
+    await t.client.cancelJob(job.id);
+    await expect(t.client.enqueue({ task: 'x', dependsOn: [job.id] })).rejects.toThrow(/is cancelled/);
+  });
+});
+
+describe('a dependency in the DLQ', () => {
+  it('blocks its dependents with a visible reason; replaying it and its success releases them', async () => {
+    let healthy = false;
+    await startAgent({
+      queues: ['dlq'],
+      handlers: {
+        fragile: () => {
+          if (!healthy) throw new PermanentFailure('upstream down');
+        },
+        after: ok,
+      },
+    });
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: {
+        fragile: { task: 'fragile', queue: 'dlq' },
+        after: { task: 'after', queue: 'dlq', dependsOn: ['fragile'] },
+        last: { task: 'after', queue: 'dlq', dependsOn: ['after'] },
+      },
+    });
+    await waitFor('the dependency to be dead', async () => (await t.client.getJob(jobs.fragile)).state === 'dead');
+    expect(await t.client.getJob(jobs.after)).toMatchObject({ state: 'waiting', pendingDeps: 1, blockedReason: `blocked: job ${jobs.fragile} is dead` });
+    expect(await t.client.getJob(jobs.last)).toMatchObject({ state: 'waiting', blockedReason: null });
+    const workflowNode = (await t.client.getWorkflow((await t.client.getJob(jobs.after)).workflowId!)).nodes.find((node) => node.name === 'after');
+    expect(workflowNode?.blockedReason).toBe(`blocked: job ${jobs.fragile} is dead`);
+
+    healthy = true;
+    await t.client.replayJob(jobs.fragile);
+    expect((await t.client.getJob(jobs.after)).blockedReason).toBeNull();
+    await allCompleted(Object.values(jobs));
+    expect(await expectDependencyOrder(Object.values(jobs))).toBe(2);
+  });
+
+  it('a job enqueued on a dead job starts waiting and blocked', async () => {
+    const dead = await t.client.enqueue({ task: 'x', queue: 'deadq' });
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['deadq'], tasks: null, limit: 1 });
+    await jobFailMany(t.db, [{ ...claimed, error: 'boom', permanent: true, outcome: 'failed' }]);
+    const child = await t.client.enqueue({ task: 'x', queue: 'deadq', dependsOn: [dead.id] });
+    expect(await t.client.getJob(child.id)).toMatchObject({ state: 'waiting', pendingDeps: 1, blockedReason: `blocked: job ${dead.id} is dead` });
+  });
+});
+
+describe('cancel and drop cascade', () => {
+  const chain = () =>
+    t.client.enqueueWorkflow({
+      nodes: {
+        a: { task: 'x', queue: 'idle' },
+        b: { task: 'x', queue: 'idle', dependsOn: ['a'] },
+        c: { task: 'x', queue: 'idle', dependsOn: ['b'] },
+        d: { task: 'x', queue: 'idle', dependsOn: ['b', 'a'] },
+        free: { task: 'x', queue: 'idle' },
+      },
+    });
+
+  it('cancelling a job cancels its dependents transitively, each with the reason', async () => {
+    const { jobs } = await chain();
+    await t.client.cancelJob(jobs.a);
+    expect(await states([jobs.a, jobs.b, jobs.c, jobs.d, jobs.free])).toEqual(['cancelled', 'cancelled', 'cancelled', 'cancelled', 'pending']);
+    expect((await t.client.getJob(jobs.b)).lastError).toBe(`cancelled: dependency job ${jobs.a} was cancelled`);
+    expect((await t.client.getJob(jobs.c)).lastError).toBe(`cancelled: dependency job ${jobs.b} was cancelled`);
+    expect((await t.client.getJob(jobs.d)).lastError).toMatch(/^cancelled: dependency job \d+ was cancelled$/);
+  });
+
+  it('cancelling a middle job leaves its dependencies alone', async () => {
+    const { jobs } = await chain();
+    await t.client.cancelJob(jobs.b);
+    expect(await states([jobs.a, jobs.b, jobs.c, jobs.d])).toEqual(['pending', 'cancelled', 'cancelled', 'cancelled']);
+  });
+
+  it('dropping a job cancels its dependents ("was dropped") and deletes its edges', async () => {
+    const { jobs } = await chain();
+    await t.client.dropJob(jobs.a);
+    expect(await states([jobs.a, jobs.b, jobs.c, jobs.d])).toEqual(['gone', 'cancelled', 'cancelled', 'cancelled']);
+    expect((await t.client.getJob(jobs.b)).lastError).toBe(`cancelled: dependency job ${jobs.a} was dropped`);
+    const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".job_deps WHERE job_id = $1 OR depends_on = $1`, [jobs.a]);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('purging a dead job cancels its waiting dependents too', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({ nodes: { a: { task: 'x', queue: 'purgeq' }, b: { task: 'x', queue: 'purgeq', dependsOn: ['a'] } } });
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['purgeq'], tasks: null, limit: 1 });
+    await jobFailMany(t.db, [{ ...claimed, error: 'boom', permanent: true, outcome: 'failed' }]);
+    expect(await t.client.purgeDead({ ids: [jobs.a] })).toEqual([jobs.a]);
+    expect(await t.client.getJob(jobs.b)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${jobs.a} was dropped` });
+  });
+});
+
+describe('retention', () => {
+  it('deleting finished jobs deletes their edges', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({ nodes: { a: { task: 'x', queue: 'retq' }, b: { task: 'x', queue: 'retq', dependsOn: ['a'] } } });
+    for (let i = 0; i < 2; i++) {
+      const claimed = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['retq'], tasks: null, limit: 10 });
+      await jobCompleteMany(t.db, claimed, null);
+    }
+    expect(await states([jobs.a, jobs.b])).toEqual(['completed', 'completed']);
+    await jobDeleteFinished(t.db, { retentionMs: 0, limit: 100_000, now: new Date(Date.now() + 60_000) });
+    const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".job_deps WHERE job_id = $1`, [jobs.b]);
+    expect(rows[0].n).toBe(0);
+  });
+});
+
+describe('getWorkflow', () => {
+  it('returns nodes with their states and dependencies, and the edges', async () => {
+    const outside = await t.client.enqueue({ task: 'x', queue: 'idle2' });
+    const { workflowId, jobs } = await t.client.enqueueWorkflow({
+      name: 'report',
+      nodes: { fetch: { task: 'x', queue: 'idle2' }, build: { task: 'x', queue: 'idle2', dependsOn: ['fetch', outside.id] } },
+    });
+    const workflow = await t.client.getWorkflow(workflowId);
+    expect(workflow).toMatchObject({ id: workflowId, name: 'report', counts: { pending: 1, waiting: 1 } });
+    expect(workflow.nodes).toEqual([
+      expect.objectContaining({ name: 'fetch', jobId: jobs.fetch, state: 'pending', dependsOn: [] }),
+      expect.objectContaining({ name: 'build', jobId: jobs.build, state: 'waiting', pendingDeps: 2, dependsOn: [outside.id, jobs.fetch].sort((x, y) => x - y) }),
+    ]);
+    expect(workflow.edges).toHaveLength(2);
+    await expect(t.client.getWorkflow(99_999_999)).rejects.toMatchObject({ code: 'WORKFLOW_NOT_FOUND' });
+  });
+});
