@@ -14,12 +14,13 @@ import { jobsCommand } from './commands/jobs.js';
 import { migrateCommand } from './commands/migrate.js';
 import { queueCommands } from './commands/queues.js';
 import { workersCommand } from './commands/workers.js';
+import { workflowCommand } from './commands/workflow.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 
 type Register = (cli: Argv<CommonFlags>) => Argv<unknown>;
-const COMMANDS: Register[] = [enqueueCommand, jobsCommand, jobActionCommands, queueCommands, dlqCommand, cronCommand, workersCommand, agentCommand, migrateCommand, dbCommand, demoCommand];
+const COMMANDS: Register[] = [enqueueCommand, jobsCommand, jobActionCommands, queueCommands, dlqCommand, cronCommand, workflowCommand, workersCommand, agentCommand, migrateCommand, dbCommand, demoCommand];
 
 let cli = yargs(hideBin(process.argv))
   .scriptName('wida')
@@ -33,6 +34,7 @@ let cli = yargs(hideBin(process.argv))
   .example('$0 jobs show 42', 'one job with every attempt and its error')
   .example('$0 retry 42', 'run a dead or cancelled job again')
   .example('$0 cron add nightly --expression "30 2 * * *" --tz Europe/London --task buildReport', 'a cron schedule')
+  .example('$0 workflow show 12', 'a workflow as a tree with the state of each node')
   .example('$0 agent --handlers ./tasks.js', 'run the handlers exported by tasks.js')
   .example('$0 CMD --help', 'options and examples of one command')
   .epilogue('Exit status: 0 success, 1 the operation failed or was refused, 2 usage error.\nSettings: flags, then the environment, then .env, then defaults.') as Argv<CommonFlags>;
