@@ -57,7 +57,7 @@ describe('migrateUp / migrateDown', () => {
     const schema = freshSchema();
     expect(await migrateUp(url, schema)).toEqual([1, 2, 3]);
     expect(await tables(schema)).toEqual(['agents', 'cron_schedules', 'job_deps', 'jobs', 'leader', 'migrations', 'queues', 'workflows']);
-    expect(await functions(schema)).toEqual(['retry_delay']);
+    expect(await functions(schema)).toEqual(['block_dependents', 'release_dependents', 'retry_delay']);
     const { rows } = await pool.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1`, [schema]);
     expect(rows.map((row) => row.indexname)).toEqual(
       expect.arrayContaining(['jobs_claim_order', 'jobs_cron_slot', 'jobs_idempotency_key', 'jobs_lease_expiry', 'jobs_pkey']),

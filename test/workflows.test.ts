@@ -137,6 +137,44 @@ describe('release in the completing statement', () => {
     expect(await t.client.getJob(jobs.c)).toMatchObject({ state: 'pending', pendingDeps: 0 });
   });
 
+  it('a completion that starts while an enqueue attaching a dependent is open waits for it, then releases the dependent', async () => {
+    const parent = await t.client.enqueue({ task: 'race', queue: 'race1' });
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['race1'], tasks: null, limit: 1 });
+    const tx = await t.pool.connect();
+    try {
+      await tx.query('BEGIN');
+      const child = await t.client.enqueue({ task: 'race', queue: 'race1', dependsOn: [parent.id] }, { client: tx });
+      let completed = false;
+      const completion = jobCompleteMany(t.db, [claimed], null).then((ids) => ((completed = true), ids));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(completed).toBe(false); // blocked on the dependency's row lock
+      await tx.query('COMMIT');
+      expect(await completion).toEqual(new Set([parent.id]));
+      expect(await t.client.getJob(child.id)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+    } finally {
+      tx.release();
+    }
+  });
+
+  it('an enqueue that starts while the completion of its dependency is open waits for it, then starts pending', async () => {
+    const parent = await t.client.enqueue({ task: 'race', queue: 'race2' });
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['race2'], tasks: null, limit: 1 });
+    const tx = await t.pool.connect();
+    try {
+      await tx.query('BEGIN');
+      await jobCompleteMany(t.db.on(tx), [claimed], null);
+      let enqueued = false;
+      const enqueue = t.client.enqueue({ task: 'race', queue: 'race2', dependsOn: [parent.id] }).then((result) => ((enqueued = true), result));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(enqueued).toBe(false);
+      await tx.query('COMMIT');
+      const child = await enqueue;
+      expect(await t.client.getJob(child.id)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+    } finally {
+      tx.release();
+    }
+  });
+
   it('a rejected (stale) completion releases nothing', async () => {
     const { jobs } = await t.client.enqueueWorkflow({ nodes: { a: { task: 'manual', queue: 'stale' }, b: { task: 'manual', queue: 'stale', dependsOn: ['a'] } } });
     const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['stale'], tasks: null, limit: 10 });

@@ -275,7 +275,8 @@ export interface LeaseRef {
 
 // The release rides in the completing statement: dependents listed in a completed row's `dependents`
 // lose one unmet dependency each, and those left with none go from waiting to pending and wake their
-// queues. A job nobody depends on has `dependents` null, so for it the release reads nothing more.
+// queues (release_dependents, a volatile function: see migration 0003 for why). A job nobody depends on has
+// `dependents` null; a batch without dependents never calls the function.
 const COMPLETE = statement(
   'job_complete_many',
   `WITH completed AS (
@@ -287,22 +288,13 @@ const COMPLETE = statement(
      RETURNING j.id, j.dependents
    ),
    released AS (
-     UPDATE @.jobs AS w
-        SET pending_deps = greatest(w.pending_deps - r.n, 0),
-            state = CASE WHEN w.pending_deps <= r.n THEN 'pending' ELSE 'waiting' END,
-            run_at = CASE WHEN w.pending_deps <= r.n THEN greatest(w.run_at, now()) ELSE w.run_at END,
-            blocked_reason = CASE WHEN w.pending_deps <= r.n THEN NULL ELSE w.blocked_reason END
+     SELECT @.release_dependents(array_agg(r.id), array_agg(r.n)) AS n
        FROM (SELECT d.id, count(*)::integer AS n
                FROM completed, unnest(completed.dependents) AS d(id)
               GROUP BY d.id) AS r
-      WHERE w.id = r.id AND w.state = 'waiting'
-     RETURNING w.queue, w.state, w.run_at
-   ),
-   woken AS (
-     SELECT count(pg_notify('@channel_jobs', queue)) AS n
-       FROM (SELECT DISTINCT queue FROM released WHERE state = 'pending' AND run_at <= now()) q
+     HAVING count(*) > 0
    )
-   SELECT completed.id FROM completed, woken`,
+   SELECT completed.id FROM completed LEFT JOIN released ON true`,
 );
 
 /**
@@ -363,14 +355,14 @@ const FAIL = statement(
    RETURNING j.id, j.state, j.dependents
    ),
    blocked AS (
-     UPDATE @.jobs AS w SET blocked_reason = 'blocked: job ' || b.dead_id || ' is dead'
+     SELECT @.block_dependents(array_agg(b.id), array_agg(b.dead_id)) AS n
        FROM (SELECT DISTINCT ON (d.id) d.id, x.id AS dead_id
                FROM failed AS x, unnest(x.dependents) AS d(id)
               WHERE x.state = 'dead'
               ORDER BY d.id, x.id) AS b
-      WHERE w.id = b.id AND w.state = 'waiting'
+     HAVING count(*) > 0
    )
-   SELECT id, state FROM failed`,
+   SELECT failed.id, failed.state FROM failed LEFT JOIN blocked ON true`,
 );
 
 /** Records failed attempts: back to pending after the backoff, or dead when attempts are used up. */
@@ -444,14 +436,14 @@ const RESCUE_EXPIRED = statement(
    RETURNING j.id, j.state, j.queue, j.dependents
    ),
    blocked AS (
-     UPDATE @.jobs AS w SET blocked_reason = 'blocked: job ' || b.dead_id || ' is dead'
+     SELECT @.block_dependents(array_agg(b.id), array_agg(b.dead_id)) AS n
        FROM (SELECT DISTINCT ON (d.id) d.id, x.id AS dead_id
                FROM rescued AS x, unnest(x.dependents) AS d(id)
               WHERE x.state = 'dead'
               ORDER BY d.id, x.id) AS b
-      WHERE w.id = b.id AND w.state = 'waiting'
+     HAVING count(*) > 0
    )
-   SELECT id, state, queue FROM rescued`,
+   SELECT rescued.id, rescued.state, rescued.queue FROM rescued LEFT JOIN blocked ON true`,
 );
 
 /** Returns jobs whose lease expired (their agent died or froze) to pending as a failed attempt, or to the DLQ. */
