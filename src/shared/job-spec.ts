@@ -81,7 +81,7 @@ export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: 
     const issue = parsed.error.issues[0];
     const field = issue.path.join('.') || 'job';
     const message = issue.code === 'unrecognized_keys'
-      ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected task, queue, payload, priority, runAt, delay, maxAttempts, backoff, timeout, idempotencyKey`
+      ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected task, queue, payload, priority, runAt, delay, maxAttempts, backoff, timeout, idempotencyKey, dependsOn`
       : issue.message;
     throw new ValidationError(field, `${where}invalid ${field}: ${message}`);
   }
