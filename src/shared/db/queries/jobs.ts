@@ -328,6 +328,22 @@ export interface FailedRun extends LeaseRef {
   outcome: string;
 }
 
+/**
+ * A CTE named `blocked` that marks the waiting dependents of jobs in `source` that just went dead
+ * ("blocked: job N is dead"); `source` is a CTE returning (id, state, dependents). Calls nothing when no
+ * dead job has dependents.
+ */
+function blockDependentsOf(source: string): string {
+  return `blocked AS (
+     SELECT @.block_dependents(array_agg(b.id), array_agg(b.dead_id)) AS n
+       FROM (SELECT DISTINCT ON (d.id) d.id, x.id AS dead_id
+               FROM ${source} AS x, unnest(x.dependents) AS d(id)
+              WHERE x.state = 'dead'
+              ORDER BY d.id, x.id) AS b
+     HAVING count(*) > 0
+   )`;
+}
+
 // A job that goes dead leaves its waiting dependents waiting, with the reason on them (blocked CTE); a
 // replay that completes releases them through the completion statement.
 const FAIL = statement(
@@ -354,14 +370,7 @@ const FAIL = statement(
     WHERE j.id = f.id AND j.lease_epoch = f.lease_epoch AND j.lease_expires_at IS NOT NULL
    RETURNING j.id, j.state, j.dependents
    ),
-   blocked AS (
-     SELECT @.block_dependents(array_agg(b.id), array_agg(b.dead_id)) AS n
-       FROM (SELECT DISTINCT ON (d.id) d.id, x.id AS dead_id
-               FROM failed AS x, unnest(x.dependents) AS d(id)
-              WHERE x.state = 'dead'
-              ORDER BY d.id, x.id) AS b
-     HAVING count(*) > 0
-   )
+   ${blockDependentsOf('failed')}
    SELECT failed.id, failed.state FROM failed LEFT JOIN blocked ON true`,
 );
 
@@ -435,14 +444,7 @@ const RESCUE_EXPIRED = statement(
        LIMIT $1 FOR UPDATE SKIP LOCKED))
    RETURNING j.id, j.state, j.queue, j.dependents
    ),
-   blocked AS (
-     SELECT @.block_dependents(array_agg(b.id), array_agg(b.dead_id)) AS n
-       FROM (SELECT DISTINCT ON (d.id) d.id, x.id AS dead_id
-               FROM rescued AS x, unnest(x.dependents) AS d(id)
-              WHERE x.state = 'dead'
-              ORDER BY d.id, x.id) AS b
-     HAVING count(*) > 0
-   )
+   ${blockDependentsOf('rescued')}
    SELECT rescued.id, rescued.state, rescued.queue FROM rescued LEFT JOIN blocked ON true`,
 );
 
