@@ -2,7 +2,7 @@
  * Leader failover across real processes (test/fixtures/scheduler-child.mjs runs the built dist/), with the
  * takeover time measured from the moment the leader is hit to the moment the leader row names another
  * agent under a new term: SIGKILL (< 5 s), pg_terminate_backend of its session (< 5 s), graceful SIGTERM
- * (< 1 s). And a cron schedule firing every second across a leader kill: no slot lost, none twice.
+ * (< 1 s), a frozen leader (SIGSTOP; its idle session is ended by the server). And a cron schedule firing every second across a leader kill: no slot lost, none twice.
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -97,6 +97,18 @@ describe('leader failover across processes', () => {
     await waitForOutput(agent, 'stderr', /stepping down as leader/, 3_000);
     // The old leader keeps running jobs and campaigns again, but does not take the lead back by itself.
     expect(agent.exit).toBeUndefined();
+    await Promise.all(agents.map((a) => stopChild(a)));
+  });
+
+  it('a frozen leader (SIGSTOP): its idle session is ended, another leads, and on SIGCONT it steps down', async () => {
+    const agents = await startAgents(3, { leaderIdleLimitMs: 2_000 });
+    const { agent, row } = await currentLeader(agents);
+    const takeover = await timeTakeover(row, () => agent.process.kill('SIGSTOP'));
+    measured.sigstop = takeover.ms;
+    expect(takeover.ms).toBeLessThan(5_000);
+    agent.process.kill('SIGCONT');
+    await waitForOutput(agent, 'stderr', /stepping down as leader/, 3_000);
+    expect((await leaderRow())?.agentId).toBe(takeover.row.agentId);
     await Promise.all(agents.map((a) => stopChild(a)));
   });
 

@@ -62,6 +62,8 @@ export interface AgentOptions {
   /** how often the leader checks its own session; a check slower than leaderCheckTimeoutMs fails it (default 500 / 500 ms) */
   leaderCheckIntervalMs?: number;
   leaderCheckTimeoutMs?: number;
+  /** a leader session idle this long is ended by the server: a frozen leader loses the lead (default 4 s) */
+  leaderIdleLimitMs?: number;
   logger?: Logger;
 }
 
@@ -210,6 +212,7 @@ export function createAgent(options: AgentOptions): Agent {
         pollIntervalMs: options.electionPollIntervalMs,
         checkIntervalMs: options.leaderCheckIntervalMs,
         checkTimeoutMs: options.leaderCheckTimeoutMs,
+        idleLimitMs: options.leaderIdleLimitMs,
         onElected: (fence) => startLeaderServices(pool!, db, fence),
         onDemoted: stopLeaderServices,
       });

@@ -5,6 +5,7 @@ import {
   leaderCheckSession,
   leaderResign,
   leaderSessionSetup,
+  leaderSetIdleLimit,
   leaderTryLock,
   leaderUnlock,
   type LeaderTerm,
@@ -24,6 +25,11 @@ export interface ElectorOptions {
   checkIntervalMs?: number;
   /** a self-check slower than this counts as failed (default 500 ms) */
   checkTimeoutMs?: number;
+  /**
+   * the server ends the leader's session after it was idle this long (default 4 s, at least 4 checks), so a
+   * frozen leader loses the lock while its socket stays open
+   */
+  idleLimitMs?: number;
   /** after stepping down, wait this long before campaigning again, so another agent takes over (default 1.5 s) */
   rejoinDelayMs?: number;
   /** leadership began: start the leader-only duties under this fence */
@@ -38,7 +44,9 @@ export interface ElectorOptions {
  * leadership is a session that dies silently: the server releases the lock, another agent takes it, and the
  * old leader sees no error. So the leader checks its own session every `checkIntervalMs` (it answers within
  * `checkTimeoutMs`, still holds the lock, and the row still names its term) and steps down at once when the
- * check fails or stalls; and every leader-only write checks the term in the database (fence.ts).
+ * check fails or stalls; and every leader-only write checks the term in the database (fence.ts). A leader
+ * that is frozen rather than dead stops checking, so its session goes idle and the server ends it
+ * (`idleLimitMs`), which frees the lock for another agent.
  */
 export class Elector implements Service {
   readonly name = 'elector';
@@ -53,12 +61,14 @@ export class Elector implements Service {
   private readonly checkIntervalMs: number;
   private readonly checkTimeoutMs: number;
   private readonly rejoinDelayMs: number;
+  private readonly idleLimitMs: number;
 
   constructor(private readonly options: ElectorOptions) {
     this.pollIntervalMs = options.pollIntervalMs ?? 500;
     this.checkIntervalMs = options.checkIntervalMs ?? 500;
     this.checkTimeoutMs = options.checkTimeoutMs ?? 500;
     this.rejoinDelayMs = options.rejoinDelayMs ?? 1_500;
+    this.idleLimitMs = Math.max(options.idleLimitMs ?? 4_000, 4 * this.checkIntervalMs);
   }
 
   /** The term this agent leads under, or undefined. */
@@ -138,6 +148,7 @@ export class Elector implements Service {
       if (!(await leaderTryLock(db))) return;
       let leader: LeaderTerm;
       try {
+        await leaderSetIdleLimit(db, this.idleLimitMs);
         leader = await leaderAttemptElect(db, this.options.agentId);
       } catch (error) {
         await leaderUnlock(db).catch(() => this.dropClient());

@@ -121,3 +121,13 @@ const SESSION_SETUP = statement(
 export async function leaderSessionSetup(db: SchemaDb): Promise<void> {
   await db.rows(SESSION_SETUP);
 }
+
+// A frozen leader process (SIGSTOP, a debugger, a VM paused) keeps its socket open and so its lock; keepalives
+// cannot see it, because the kernel still answers. Its session does go idle, though: the leader checks itself
+// every half second, so a session idle for this long belongs to a leader that no longer runs, and the server
+// ends it and releases the lock. Set only once elected: a campaigning session may idle between polls.
+const SET_IDLE_LIMIT = statement('leader_set_idle_limit', `SELECT set_config('idle_session_timeout', $1, false)`);
+
+export async function leaderSetIdleLimit(db: SchemaDb, ms: number): Promise<void> {
+  await db.rows(SET_IDLE_LIMIT, [String(ms)]);
+}
