@@ -97,6 +97,41 @@ describe('wida enqueue', () => {
   });
 });
 
+describe('wida enqueue --depends-on', () => {
+  it('takes job ids, repeated or comma separated: the job waits for them; --help shows an example', async () => {
+    const first = await widaJson(['enqueue', 'extract', '--queue', 'idle']);
+    const second = await widaJson(['enqueue', 'extract', '--queue', 'idle']);
+    const third = await widaJson(['enqueue', 'extract', '--queue', 'idle']);
+    const repeated = await widaJson(['enqueue', 'load', '--queue', 'idle', '--depends-on', String(first.id), '--depends-on', String(second.id)]);
+    const commas = await widaJson(['enqueue', 'load', '--queue', 'idle', '--depends-on', `${first.id},${second.id}, ${third.id}`]);
+    const before = await wida(['enqueue', '--depends-on', String(first.id), 'report', '--queue', 'idle']);
+    expect(before.code).toBe(0);
+    const beforeId = Number(/enqueued job (\d+)/.exec(before.stdout)![1]);
+    expect(await t.client.getJob(repeated.id)).toMatchObject({ task: 'load', state: 'waiting', pendingDeps: 2 });
+    expect(await t.client.getJob(commas.id)).toMatchObject({ state: 'waiting', pendingDeps: 3 });
+    expect(await t.client.getJob(beforeId)).toMatchObject({ task: 'report', state: 'waiting', pendingDeps: 1 });
+    const { rows } = await t.pool.query(`SELECT depends_on FROM "${t.schema}".job_deps WHERE job_id = $1 ORDER BY depends_on`, [commas.id]);
+    expect(rows.map((row) => Number(row.depends_on))).toEqual([first.id, second.id, third.id]);
+    expect((await wida(['enqueue', '--help'])).stdout).toMatch(/--depends-on[\s\S]*Examples:[\s\S]*--depends-on/);
+  });
+
+  it('refuses a bad id with exit 2 naming the flag, and an unknown or cancelled job with exit 2 naming it; nothing is written', async () => {
+    const cancelled = await t.client.enqueue({ task: 'x', queue: 'idle' });
+    await t.client.cancelJob(cancelled.id);
+    await Promise.all([
+      expectFailure(['enqueue', 'a', '--depends-on', 'abc'], 2, /^wida: --depends-on "abc" is not a job id; .*e\.g\. --depends-on 41,42\n/),
+      expectFailure(['enqueue', 'a', '--depends-on', '12,,13'], 2, /--depends-on "" is not a job id/),
+      expectFailure(['enqueue', 'a', '--depends-on', '0'], 2, /--depends-on "0" is not a job id/),
+      expectFailure(['enqueue', 'a', '--depends-on'], 2, /--depends-on "" is not a job id/),
+      expectFailure(['enqueue', 'a', '--depends-on', '7', '8'], 2, /unknown command or option: 8/),
+      expectFailure(['enqueue', 'a', '--depends-on', '987654321'], 2, /depends on job 987654321, which does not exist/),
+      expectFailure(['enqueue', 'a', '--depends-on', String(cancelled.id)], 2, new RegExp(`depends on job ${cancelled.id}, which is cancelled`)),
+      expectFailure(['enqueue', 'a', '--depends-on', String(cancelled.id), '--idempotency-key', 'k'], 2, /cannot have an idempotencyKey/),
+    ]);
+    expect((await t.client.listJobs()).map((job) => job.id)).toEqual([cancelled.id]);
+  });
+});
+
 describe('usage errors', () => {
   it('an unknown command or option exits 2 and points at --help', async () => {
     const [unknown] = await Promise.all([

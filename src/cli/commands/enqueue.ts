@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { PRIORITIES } from '../../shared/job-state.js';
-import type { JobSpec } from '../../shared/job-spec.js';
+import type { DependentJobSpec } from '../../shared/workflow.js';
 import { UsageError, withClient, type CommonFlags } from '../context.js';
 import { print, printJson } from '../format.js';
 import { readDuration, readPayload, readTimestamp } from '../input.js';
@@ -19,11 +19,15 @@ export function enqueueCommand(yargs: Argv<CommonFlags>) {
         .option('delay', { type: 'string', describe: 'run after this long, e.g. 30s, 5m', conflicts: 'run-at' })
         .option('max-attempts', { type: 'number', describe: 'attempts before the job goes to the DLQ (default 5)' })
         .option('idempotency-key', { type: 'string', describe: 'a second enqueue with this key returns the first job' })
+        // Not an array option: those swallow the words after them (`--depends-on 7 report` would take the
+        // task), and yargs reports a missing value as an error that exits 1, not 2. Repeated, it is an array.
+        .option('depends-on', { type: 'string', describe: 'wait until these jobs completed: ids, repeated or comma separated' })
         .example('$0 enqueue sendEmail --payload \'{"to":"ada@example.com"}\'', 'enqueue one job')
         .example('$0 enqueue buildReport --payload @report.json --queue reports --priority high --delay 10m', 'every option')
-        .example('echo \'{"n":1}\' | $0 enqueue count --payload -', 'payload from stdin'),
+        .example('echo \'{"n":1}\' | $0 enqueue count --payload -', 'payload from stdin')
+        .example('$0 enqueue sendSummary --depends-on 41,42', 'runs once jobs 41 and 42 completed'),
     async (argv) => {
-      const spec: JobSpec = { task: argv.task };
+      const spec: DependentJobSpec = { task: argv.task };
       const payload = readPayload(argv.payload);
       if (payload !== undefined) spec.payload = payload;
       if (argv.queue !== undefined) spec.queue = argv.queue;
@@ -35,9 +39,23 @@ export function enqueueCommand(yargs: Argv<CommonFlags>) {
         spec.maxAttempts = argv['max-attempts'];
       }
       if (argv['idempotency-key'] !== undefined) spec.idempotencyKey = argv['idempotency-key'];
+      if (argv['depends-on'] !== undefined) spec.dependsOn = readDependsOn([argv['depends-on']].flat());
       const result = await withClient(argv, ({ client }) => client.enqueue(spec));
       if (argv.json) return printJson(result);
       print(result.duplicate ? `job ${result.id} already exists with idempotency key ${JSON.stringify(spec.idempotencyKey)}` : `enqueued job ${result.id}`);
     },
+  );
+}
+
+/** `--depends-on 41 --depends-on 42` or `--depends-on 41,42`: job ids, each checked here so the error names the flag. */
+function readDependsOn(values: readonly string[]): number[] {
+  return values.flatMap((value) =>
+    value.split(',').map((part) => {
+      const text = part.trim();
+      if (!/^[1-9]\d{0,17}$/.test(text) || !Number.isSafeInteger(Number(text))) {
+        throw new UsageError(`--depends-on ${JSON.stringify(text)} is not a job id; give ids of existing jobs, repeated or comma separated, e.g. --depends-on 41,42`);
+      }
+      return Number(text);
+    }),
   );
 }
