@@ -1,10 +1,15 @@
+import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { cancelJob, dropJob, purgeDead, retryJob } from '../src/shared/admin.js';
 import { jobClaimBatch, jobCompleteMany, jobDeleteFinished, jobFailMany } from '../src/shared/db/queries/jobs.js';
+import { workflowDeleteJobless } from '../src/shared/db/queries/workflows.js';
+import type { Queryable } from '../src/shared/db/sql.js';
 import { CycleDetectedError, ValidationError } from '../src/shared/errors.js';
 import { PermanentFailure } from '../src/shared/handler-signals.js';
 import type { WorkflowSpec } from '../src/shared/workflow.js';
 import { useAgents } from './support/agents.js';
-import { useTestSchema, waitFor } from './support/database.js';
+import { inRolledBackTransaction, useTestSchema, waitFor } from './support/database.js';
+import { insertJob, insertManyJobs } from './support/factories.js';
 
 const t = useTestSchema('dag');
 const startAgent = useAgents(t);
@@ -24,6 +29,44 @@ async function jobCount(): Promise<number> {
 
 async function allCompleted(ids: readonly number[], timeoutMs = 20_000): Promise<void> {
   await waitFor(`${ids.length} jobs completed`, async () => (await states(ids)).every((state) => state === 'completed'), timeoutMs);
+}
+
+/** Claims every ready job of `queue` and completes it (no agent). */
+async function completeReady(queue: string): Promise<number[]> {
+  const claimed = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: [queue], tasks: null, limit: 100 });
+  await jobCompleteMany(t.db, claimed, null);
+  return claimed.map((job) => job.id);
+}
+
+/** Claims the ready job of `queue` and fails it into the DLQ. */
+async function killReady(queue: string): Promise<number> {
+  const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: [queue], tasks: null, limit: 1 });
+  await jobFailMany(t.db, [{ ...claimed, error: 'boom', permanent: true, outcome: 'failed' }]);
+  return claimed.id;
+}
+
+/**
+ * Two connections of their own for a race: `holder` opens a transaction that takes a lock, `waiter` runs a
+ * statement that must wait for it. Rolled back and released at the end.
+ */
+async function withTwoConnections(body: (holder: pg.PoolClient, waiter: pg.PoolClient, waitUntilBlocked: () => Promise<unknown>) => Promise<void>) {
+  const holder = await t.pool.connect();
+  const waiter = await t.pool.connect();
+  try {
+    const [holderPid, waiterPid] = await Promise.all([holder, waiter].map(async (c) => (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number));
+    // Deterministic, no sleeps: the waiter's backend is seen waiting for a lock the holder's backend holds.
+    const waitUntilBlocked = () =>
+      waitFor(`backend ${waiterPid} to wait for a lock of backend ${holderPid}`, async () => {
+        const { rows } = await t.pool.query('SELECT $2::integer = ANY(pg_blocking_pids($1::integer)) AS blocked', [waiterPid, holderPid]);
+        return rows[0].blocked as boolean;
+      });
+    await body(holder, waiter, waitUntilBlocked);
+  } finally {
+    await holder.query('ROLLBACK').catch(() => {});
+    await waiter.query('ROLLBACK').catch(() => {});
+    holder.release();
+    waiter.release();
+  }
 }
 
 /** Every edge among these jobs: the dependent started only after its dependency finished (database times). */
@@ -358,6 +401,142 @@ describe('cancel and drop cascade', () => {
   });
 });
 
+describe('cancel cascade races: a dependent attached while the cascade runs is cancelled too', () => {
+  const actions = {
+    cancel: { state: 'pending' as const, verb: 'cancelled', run: (db: typeof t.db, id: number) => cancelJob(db, id) },
+    drop: { state: 'pending' as const, verb: 'dropped', run: (db: typeof t.db, id: number) => dropJob(db, id) },
+    purge: { state: 'dead' as const, verb: 'dropped', run: (db: typeof t.db, id: number) => purgeDead(db, { ids: [id] }) },
+  };
+
+  it.each(Object.keys(actions) as (keyof typeof actions)[])(
+    '%s of X waits for the open enqueue of a dependent of X; after it commits, the dependent is cancelled',
+    async (name) => {
+      const action = actions[name];
+      const parent = await insertJob(t.pool, t.schema, { task: 'x', queue: 'never', state: action.state });
+      await withTwoConnections(async (enqueuer, canceller, waitUntilBlocked) => {
+        await enqueuer.query('BEGIN');
+        const child = await t.client.enqueue({ task: 'x', queue: 'never', dependsOn: [parent.id] }, { client: enqueuer });
+        const cascade = action.run(t.db.on(canceller), parent.id);
+        await waitUntilBlocked(); // on X's row, which the enqueue locked to attach the dependent
+        await enqueuer.query('COMMIT');
+        await cascade;
+        expect(await t.client.getJob(child.id)).toMatchObject({
+          state: 'cancelled',
+          lastError: `cancelled: dependency job ${parent.id} was ${action.verb}`,
+        });
+        if (name !== 'cancel') {
+          const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".job_deps WHERE depends_on = $1`, [parent.id]);
+          expect(rows[0].n).toBe(0); // the edge attached during the wait went with the dropped job
+        }
+      });
+    },
+  );
+
+  it('two levels: a job attached to a dependent while the cascade waits for that dependent is cancelled too', async () => {
+    const parent = await t.client.enqueue({ task: 'x', queue: 'never' });
+    const middle = await t.client.enqueue({ task: 'x', queue: 'never', dependsOn: [parent.id] });
+    await withTwoConnections(async (enqueuer, canceller, waitUntilBlocked) => {
+      await enqueuer.query('BEGIN');
+      const grandchild = await t.client.enqueue({ task: 'x', queue: 'never', dependsOn: [middle.id] }, { client: enqueuer });
+      const cancel = cancelJob(t.db.on(canceller), parent.id);
+      await waitUntilBlocked(); // the cascade reached the middle job, which the enqueue locked
+      await enqueuer.query('COMMIT');
+      await cancel;
+      expect(await t.client.getJob(middle.id)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${parent.id} was cancelled` });
+      expect(await t.client.getJob(grandchild.id)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${middle.id} was cancelled` });
+    });
+  });
+});
+
+describe('retry and replay of a job with dependencies re-check them', () => {
+  it('a cascade-cancelled dependent retried while a dependency is pending waits (blocked while one is cancelled), then runs after them', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry1' }, y: { task: 'x', queue: 'retry1' }, d: { task: 'x', queue: 'retry1', dependsOn: ['x', 'y'] } },
+    });
+    await t.client.cancelJob(jobs.y);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${jobs.y} was cancelled` });
+
+    await t.client.retryJob(jobs.d);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 2, blockedReason: `blocked: job ${jobs.y} is cancelled` });
+    await t.client.retryJob(jobs.y);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 2, blockedReason: null });
+
+    expect((await completeReady('retry1')).sort()).toEqual([jobs.x, jobs.y].sort());
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+    expect(await completeReady('retry1')).toEqual([jobs.d]);
+  });
+
+  it('retried while a dependency is dead: waiting and blocked; replaying the dependency clears the reason and its success releases it', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry2' }, d: { task: 'x', queue: 'retry2', dependsOn: ['x'] } },
+    });
+    await killReady('retry2');
+    await t.client.cancelJob(jobs.d);
+    await t.client.retryJob(jobs.d);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 1, blockedReason: `blocked: job ${jobs.x} is dead` });
+
+    await t.client.replayJob(jobs.x);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 1, blockedReason: null });
+    expect(await completeReady('retry2')).toEqual([jobs.x]);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+  });
+
+  it('every dependency completed: pending, as before', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry3' }, d: { task: 'x', queue: 'retry3', dependsOn: ['x'] } },
+    });
+    await completeReady('retry3');
+    await killReady('retry3');
+    await t.client.replayJob(jobs.d);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'pending', pendingDeps: 0, blockedReason: null, replayCount: 1 });
+  });
+
+  it('a dependent blocked by two dead jobs stays blocked, by the other one, when one of them is replayed', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry4' }, y: { task: 'x', queue: 'retry4b' }, d: { task: 'x', queue: 'retry4', dependsOn: ['x', 'y'] } },
+    });
+    await killReady('retry4');
+    await killReady('retry4b');
+    expect((await t.client.getJob(jobs.d)).blockedReason).toBe(`blocked: job ${jobs.y} is dead`); // the later one
+    await t.client.replayJob(jobs.y);
+    expect((await t.client.getJob(jobs.d)).blockedReason).toBe(`blocked: job ${jobs.x} is dead`);
+    expect(await t.client.replayDead({ ids: [jobs.x] })).toEqual([jobs.x]);
+    expect((await t.client.getJob(jobs.d)).blockedReason).toBeNull();
+  });
+
+  it('a completion of the dependency in flight: the retry waits for it and sees it completed', async () => {
+    const x = await t.client.enqueue({ task: 'x', queue: 'retry5' });
+    const d = await t.client.enqueue({ task: 'x', queue: 'retry5', dependsOn: [x.id] });
+    await t.client.cancelJob(d.id);
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['retry5'], tasks: null, limit: 1 });
+    await withTwoConnections(async (completer, retrier, waitUntilBlocked) => {
+      await completer.query('BEGIN');
+      await jobCompleteMany(t.db.on(completer), [claimed], null); // releases nothing: d is cancelled
+      const retry = retryJob(t.db.on(retrier), d.id);
+      await waitUntilBlocked();
+      await completer.query('COMMIT');
+      await retry;
+    });
+    expect(await t.client.getJob(d.id)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+  });
+
+  it('a completion that starts while the retry is open waits for it, then releases the retried job', async () => {
+    const x = await t.client.enqueue({ task: 'x', queue: 'retry6' });
+    const d = await t.client.enqueue({ task: 'x', queue: 'retry6', dependsOn: [x.id] });
+    await t.client.cancelJob(d.id);
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['retry6'], tasks: null, limit: 1 });
+    await withTwoConnections(async (retrier, completer, waitUntilBlocked) => {
+      await retrier.query('BEGIN');
+      await retryJob(t.db.on(retrier), d.id);
+      const completion = jobCompleteMany(t.db.on(completer), [claimed], null);
+      await waitUntilBlocked(); // on x, which the retry locked FOR SHARE
+      await retrier.query('COMMIT');
+      expect(await completion).toEqual(new Set([x.id]));
+    });
+    expect(await t.client.getJob(d.id)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+  });
+});
+
 describe('retention', () => {
   it('deleting finished jobs deletes their edges', async () => {
     const { jobs } = await t.client.enqueueWorkflow({ nodes: { a: { task: 'x', queue: 'retq' }, b: { task: 'x', queue: 'retq', dependsOn: ['a'] } } });
@@ -369,6 +548,61 @@ describe('retention', () => {
     await jobDeleteFinished(t.db, { retentionMs: 0, limit: 100_000, now: new Date(Date.now() + 60_000) });
     const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".job_deps WHERE job_id = $1`, [jobs.b]);
     expect(rows[0].n).toBe(0);
+  });
+
+  it('deletes workflows none of whose jobs exist, a bounded window at a time from a cursor, past live ones', async () => {
+    const workflowIds = async () =>
+      (await t.pool.query(`SELECT id FROM "${t.schema}".workflows ORDER BY id`)).rows.map((row) => Number(row.id));
+    const two = (queue: string) => t.client.enqueueWorkflow({ nodes: { a: { task: 'x', queue }, b: { task: 'x', queue, dependsOn: ['a'] } } });
+    const finished = await two('wfret1'); // both completed, then deleted by retention
+    const live = await two('wfret2'); // one node left
+    const dropped = await two('wfret3'); // dropped by an operator
+    const half = await two('wfret4'); // its first node completed and deleted
+    await completeReady('wfret1');
+    await completeReady('wfret1');
+    await completeReady('wfret4');
+    await jobDeleteFinished(t.db, { retentionMs: 0, limit: 100_000, now: new Date(Date.now() + 60_000) });
+    await t.client.dropJob(live.jobs.a); // b is cancelled by the cascade and stays
+    await t.client.dropJob(dropped.jobs.a);
+    await t.client.dropJob(dropped.jobs.b);
+    const start = finished.workflowId - 1;
+
+    // A window of two: the finished workflow goes, the live one is looked at and kept.
+    expect(await workflowDeleteJobless(t.db, { afterId: start, limit: 2 })).toEqual({ deleted: 1, nextAfterId: live.workflowId });
+    // The next window starts after it; it holds the last two, so the walk is at the end and starts over.
+    expect(await workflowDeleteJobless(t.db, { afterId: live.workflowId, limit: 2 })).toEqual({ deleted: 1, nextAfterId: half.workflowId });
+    expect(await workflowDeleteJobless(t.db, { afterId: half.workflowId, limit: 2 })).toEqual({ deleted: 0, nextAfterId: 0 });
+    const left = await workflowIds();
+    expect(left).toContain(live.workflowId);
+    expect(left).toContain(half.workflowId);
+    expect(left).not.toContain(finished.workflowId);
+    expect(left).not.toContain(dropped.workflowId);
+    expect((await t.client.getWorkflow(live.workflowId)).counts).toEqual({ gone: 1, cancelled: 1 });
+    await expect(t.client.getWorkflow(finished.workflowId)).rejects.toMatchObject({ code: 'WORKFLOW_NOT_FOUND' });
+  });
+
+  it('looks the jobs of a workflow up by id, through the primary key: no scan of jobs (EXPLAIN after ANALYZE)', async () => {
+    await inRolledBackTransaction(t, async (db, client) => {
+      await insertManyJobs(client, t.schema, 20_000, { task: 'explain', state: 'completed' });
+      await client.query(
+        `INSERT INTO "${t.schema}".workflows (nodes)
+         SELECT jsonb_object_agg('n' || k, (i * 10 + k)::bigint) FROM generate_series(1, 500) i, generate_series(1, 10) k GROUP BY i`,
+      );
+      await client.query(`ANALYZE "${t.schema}".jobs`);
+      await client.query(`ANALYZE "${t.schema}".workflows`);
+      let sent: { text: string; values?: unknown[] } | undefined;
+      const recorder: Queryable = {
+        async query(config) {
+          sent = config;
+          return { rows: [{ deleted: 0, last_id: null, examined: 0 }] } as any;
+        },
+      };
+      await workflowDeleteJobless(db.on(recorder), { afterId: 0, limit: 1000 });
+      const { rows } = await client.query({ text: `EXPLAIN ${sent!.text}`, values: sent!.values });
+      const plan = rows.map((row) => row['QUERY PLAN']).join('\n');
+      expect(plan).toMatch(/Index (Only )?Scan using jobs_pkey on jobs/);
+      expect(plan).not.toMatch(/Seq Scan on jobs/);
+    });
   });
 });
 

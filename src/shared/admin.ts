@@ -2,10 +2,23 @@
  * Operator actions, in one place: the client API, the CLI, the console and the HTTP API all call these,
  * so every action has one implementation with one set of state rules (src/shared/job-state.ts).
  */
+import pg from 'pg';
 import { InvalidJobStateError, JobNotFoundError } from './errors.js';
 import { ACTION_STATES, type JobAction } from './job-state.js';
 import type { SchemaDb } from './db/sql.js';
-import { jobApplyAction, jobGet, jobList, jobPurgeDead, jobReplayDead, type DeadFilter, type JobListFilter, type JobRow } from './db/queries/jobs-admin.js';
+import { inTransaction } from './db/transaction.js';
+import {
+  jobApplyAction,
+  jobGet,
+  jobList,
+  jobLockDependencies,
+  jobLockDependenciesOfDead,
+  jobPurgeDead,
+  jobReplayDead,
+  type DeadFilter,
+  type JobListFilter,
+  type JobRow,
+} from './db/queries/jobs-admin.js';
 import { notifyControl, notifyJobsReady } from './db/queries/notifications.js';
 import { queueSetPaused, queueSummaries, type QueueSummary } from './db/queries/queues.js';
 import { agentList, type AgentRow } from './db/queries/agents.js';
@@ -22,6 +35,21 @@ export function listJobs(db: SchemaDb, filter: JobListFilter = {}): Promise<JobR
   return jobList(db, filter);
 }
 
+/**
+ * Runs `work` in a transaction: our own on a pool; on a client, the caller's (as enqueue's `client` option:
+ * the caller opens it; outside one, each statement commits on its own and the dependency lock of a retry
+ * is let go before the retry runs).
+ */
+function inTransactionOn<T>(db: SchemaDb, work: (tx: SchemaDb) => Promise<T>): Promise<T> {
+  if (isPool(db.queryable)) return inTransaction(db.queryable, (client) => work(db.on(client)));
+  return work(db);
+}
+
+// By shape, not instanceof: an application's pool may come from another copy of pg.
+function isPool(queryable: unknown): queryable is pg.Pool {
+  return queryable instanceof pg.Pool || (typeof queryable === 'object' && queryable !== null && 'totalCount' in queryable && 'connect' in queryable);
+}
+
 async function applyAction(db: SchemaDb, action: JobAction, id: number) {
   const allowed = ACTION_STATES[action];
   const outcome = await jobApplyAction(db, action, id, allowed);
@@ -30,10 +58,24 @@ async function applyAction(db: SchemaDb, action: JobAction, id: number) {
   return outcome;
 }
 
-/** Runs a pending job now, or gives a dead or cancelled job a fresh attempt budget. */
+/**
+ * Retry and replay run the job again only once its dependencies have completed: the job becomes waiting
+ * while some have not. Its dependencies are locked first, in the same transaction (see jobs-admin.ts).
+ */
+async function runAgain(db: SchemaDb, action: 'retry' | 'replay', id: number): Promise<void> {
+  const outcome = await inTransactionOn(db, async (tx) => {
+    await jobLockDependencies(tx, id);
+    return applyAction(tx, action, id);
+  });
+  if (outcome.newState === 'pending') await notifyJobsReady(db, [outcome.queue]);
+}
+
+/**
+ * Runs a pending job now, or gives a dead or cancelled job a fresh attempt budget. A job whose
+ * dependencies have not all completed becomes waiting instead, blocked while one is dead or cancelled.
+ */
 export async function retryJob(db: SchemaDb, id: number): Promise<void> {
-  const outcome = await applyAction(db, 'retry', id);
-  await notifyJobsReady(db, [outcome.queue]);
+  await runAgain(db, 'retry', id);
 }
 
 /** Cancels a waiting, pending or running job; a running handler gets its AbortSignal fired. */
@@ -49,10 +91,12 @@ export async function dropJob(db: SchemaDb, id: number): Promise<void> {
   await applyAction(db, 'drop', id);
 }
 
-/** Puts one dead job back to pending with a fresh attempt budget; its attempt history stays with it. */
+/**
+ * Puts one dead job back to pending with a fresh attempt budget; its attempt history stays with it. Like
+ * retry, it waits instead while one of its dependencies has not completed.
+ */
 export async function replayJob(db: SchemaDb, id: number): Promise<void> {
-  const outcome = await applyAction(db, 'replay', id);
-  await notifyJobsReady(db, [outcome.queue]);
+  await runAgain(db, 'replay', id);
 }
 
 export function listDead(db: SchemaDb, filter: Omit<JobListFilter, 'states'> = {}): Promise<JobRow[]> {
@@ -61,7 +105,10 @@ export function listDead(db: SchemaDb, filter: Omit<JobListFilter, 'states'> = {
 
 /** Replays every dead job matching the filter; returns their ids. */
 export async function replayDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
-  const ids = await jobReplayDead(db, filter);
+  const ids = await inTransactionOn(db, async (tx) => {
+    await jobLockDependenciesOfDead(tx, filter);
+    return jobReplayDead(tx, filter);
+  });
   if (ids.length > 0) await notifyJobsReady(db, filter.queue ? [filter.queue] : ['*']);
   return ids;
 }

@@ -1,7 +1,8 @@
 /**
  * The jobs table for operators: read, list, and the actions on one job (retry, cancel, drop, replay) and
  * on the DLQ. Each action locks the row, checks its state against the allowed list and changes it in one
- * statement, and reports the state it found, so the caller can say why an action did not apply.
+ * statement, and reports the state it found, so the caller can say why an action did not apply. Retry and
+ * replay lock the job's dependencies first, with a statement of their own in the same transaction.
  */
 import { statement, type SchemaDb, type Statement } from '../sql.js';
 
@@ -135,63 +136,87 @@ export async function jobList(db: SchemaDb, filter: JobListFilter = {}): Promise
 export interface ActionOutcome {
   previousState: string;
   changed: boolean;
+  /** the job's state after the action (null when it did not apply); a retry may leave it waiting */
+  newState: string | null;
   claimedBy: string | null;
   queue: string;
 }
 
-function action(name: string, change: string, extra = ''): Statement {
+/**
+ * A CTE run for its effect after `changed`: a SELECT of a volatile function, which takes a fresh snapshot
+ * (see migration 0004). The action's final SELECT joins it, since PostgreSQL skips a SELECT CTE nobody reads.
+ */
+interface SideEffect {
+  name: string;
+  cte: string;
+}
+
+function action(name: string, change: string, sideEffects: readonly SideEffect[] = []): Statement {
   return statement(
     name,
-    `WITH RECURSIVE target AS (SELECT id, state, claimed_by, queue FROM @.jobs WHERE id = $1 FOR UPDATE),
-     changed AS (${change} RETURNING j.id)${extra}
-     SELECT t.state, t.claimed_by, t.queue, (SELECT count(*) FROM changed) > 0 AS changed FROM target t`,
+    `WITH target AS (SELECT id, state, claimed_by, queue FROM @.jobs WHERE id = $1 FOR UPDATE),
+     changed AS (${change} RETURNING j.id, j.state)${sideEffects.map((effect) => `,\n     ${effect.cte}`).join('')}
+     SELECT t.state, t.claimed_by, t.queue, (SELECT count(*) FROM changed) > 0 AS changed, (SELECT state FROM changed) AS new_state
+       FROM target t${sideEffects.map((effect) => ` LEFT JOIN ${effect.name} ON true`).join('')}`,
   );
 }
 
 /**
- * Cancels, transitively, the waiting dependents of the job the action changed (unless it had completed:
- * its dependents were released already). Each gets the reason in last_error, naming the dependency it
- * waited for. `job_deps` is walked, so for a drop the edges are read before they are deleted (one
- * statement, one snapshot), then deleted.
+ * Cancels, transitively, the waiting dependents of what `ids` selects (cancel_dependents, migration 0004:
+ * level by level, each level in a fresh snapshot, so dependents attached while the action waited for a
+ * lock are cancelled too). Each gets the reason in last_error, naming the dependency it waited for.
  */
-function cascade(verb: 'cancelled' | 'dropped'): string {
-  return `,
-     tree(id, cause) AS (
-       SELECT d.job_id, d.depends_on FROM @.job_deps d, changed c, target t
-        WHERE d.depends_on = c.id AND t.state <> 'completed'
-       UNION
-       SELECT d.job_id, d.depends_on FROM @.job_deps d JOIN tree ON d.depends_on = tree.id
-     ),
-     cascaded AS (
-       UPDATE @.jobs AS w
-          SET state = 'cancelled', finished_at = now(), blocked_reason = NULL,
-              last_error = 'cancelled: dependency job ' || x.cause || ' was ' || CASE WHEN x.cause = $1 THEN '${verb}' ELSE 'cancelled' END
-         FROM (SELECT DISTINCT ON (id) id, cause FROM tree ORDER BY id, cause) x
-        WHERE w.id = x.id AND w.state = 'waiting'
-     )`;
+function cascade(verb: 'cancelled' | 'dropped', ids: string): SideEffect {
+  return { name: 'cascaded', cte: `cascaded AS (SELECT @.cancel_dependents(ARRAY(${ids}), '${verb}') AS n)` };
 }
 
-// A dead job that runs again no longer blocks its dependents (its completion releases them).
-const UNBLOCK = `,
-     unblocked AS (
-       UPDATE @.jobs AS w SET blocked_reason = NULL
-         FROM @.job_deps d, changed c
-        WHERE d.depends_on = c.id AND w.id = d.job_id AND w.state = 'waiting'
-          AND w.blocked_reason = 'blocked: job ' || c.id || ' is dead'
-     )`;
+// After the cascade (which reads the edges: `FROM cascaded` orders the two), in a fresh snapshot too.
+function deleteEdges(ids: string): SideEffect {
+  return { name: 'edges', cte: `edges AS (SELECT @.delete_edges(ARRAY(${ids})) AS n FROM cascaded)` };
+}
 
-const DELETE_EDGES = `,
-     edges AS (DELETE FROM @.job_deps WHERE job_id = ANY(ARRAY(SELECT id FROM changed)) OR depends_on = ANY(ARRAY(SELECT id FROM changed)))`;
+// A dead or cancelled job that runs again no longer blocks its dependents (its completion releases them).
+const UNBLOCK: SideEffect = { name: 'unblocked', cte: `unblocked AS (SELECT @.unblock_dependents(ARRAY(SELECT id FROM changed)) AS n)` };
+
+/*
+ * Retry and replay re-check the job's own dependencies: it waits for those not completed, blocked by a dead
+ * or cancelled one, and is pending only when none is left. A dependency completing meanwhile must not be
+ * missed: its completion locks its row and then (release_dependents) ours, and releases only a job that is
+ * waiting. So jobLockDependencies first locks every dependency FOR SHARE, in id order, the same order as a
+ * completion (dependency, then dependent) and never the reverse (a deadlock); a completion in flight has
+ * committed by then, and one that starts later waits for our commit and then finds us waiting. This
+ * statement runs after the lock in the same transaction, so its snapshot holds the final states.
+ */
+const RECHECK = `LATERAL (
+       SELECT count(*) FILTER (WHERE p.state <> 'completed')::integer AS unmet,
+              (array_agg('blocked: job ' || p.id || ' is ' || p.state ORDER BY p.id)
+                 FILTER (WHERE p.state IN ('dead', 'cancelled')))[1] AS reason
+         FROM @.job_deps d JOIN @.jobs p ON p.id = d.depends_on
+        WHERE d.job_id = t.id) AS u`;
+const RUN_AGAIN = `state = CASE WHEN u.unmet > 0 THEN 'waiting' ELSE 'pending' END, pending_deps = u.unmet,
+          blocked_reason = u.reason, run_at = now(), finished_at = NULL`;
+
+const LOCK_DEPENDENCIES = statement(
+  'job_lock_dependencies',
+  `SELECT p.id FROM @.jobs p
+    WHERE p.id = ANY(ARRAY(SELECT depends_on FROM @.job_deps WHERE job_id = $1))
+    ORDER BY p.id FOR SHARE`,
+);
+
+/** Locks the dependencies of a job before a retry or replay of it, in the same transaction (see above). */
+export async function jobLockDependencies(db: SchemaDb, id: number): Promise<void> {
+  await db.rows(LOCK_DEPENDENCIES, [id]);
+}
 
 const RETRY = action(
   'job_retry',
   `UPDATE @.jobs AS j
-      SET state = 'pending', run_at = now(), finished_at = NULL,
+      SET ${RUN_AGAIN},
           attempt = CASE WHEN t.state = 'pending' THEN j.attempt ELSE 0 END,
           attempt_log = CASE WHEN t.state = 'pending' THEN j.attempt_log
                              ELSE j.attempt_log || jsonb_build_object('outcome', 'retried', 'at', now()) END
-     FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
-  UNBLOCK,
+     FROM target t, ${RECHECK} WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+  [UNBLOCK],
 );
 
 const CANCEL = action(
@@ -202,27 +227,31 @@ const CANCEL = action(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
             'outcome', 'cancelled', 'error', 'cancelled by an operator') ELSE j.attempt_log END
      FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
-  cascade('cancelled'),
+  [cascade('cancelled', 'SELECT id FROM changed')],
 );
 
+// The dependents of a completed job were released already: dropping it cancels none of them.
 const DROP = action(
   'job_drop',
   `DELETE FROM @.jobs AS j USING target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
-  cascade('dropped') + DELETE_EDGES,
+  [cascade('dropped', `SELECT c.id FROM changed c, target t WHERE t.state <> 'completed'`), deleteEdges('SELECT id FROM changed')],
 );
 
 const REPLAY = action(
   'job_replay',
   `UPDATE @.jobs AS j
-      SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0, replay_count = j.replay_count + 1,
+      SET ${RUN_AGAIN}, attempt = 0, replay_count = j.replay_count + 1,
           attempt_log = j.attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
-     FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
-  UNBLOCK,
+     FROM target t, ${RECHECK} WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+  [UNBLOCK],
 );
 
 const ACTIONS = { retry: RETRY, cancel: CANCEL, drop: DROP, replay: REPLAY };
 
-/** Applies an operator action to one job if its state allows; undefined when the job does not exist. */
+/**
+ * Applies an operator action to one job if its state allows; undefined when the job does not exist. Run
+ * jobLockDependencies first, in the same transaction, for retry and replay.
+ */
 export async function jobApplyAction(
   db: SchemaDb,
   actionName: keyof typeof ACTIONS,
@@ -230,7 +259,9 @@ export async function jobApplyAction(
   allowedStates: readonly string[],
 ): Promise<ActionOutcome | undefined> {
   const [row] = await db.rows(ACTIONS[actionName], [id, allowedStates]);
-  return row ? { previousState: row.state, changed: row.changed, claimedBy: row.claimed_by, queue: row.queue } : undefined;
+  return row
+    ? { previousState: row.state, changed: row.changed, newState: row.new_state, claimedBy: row.claimed_by, queue: row.queue }
+    : undefined;
 }
 
 export interface DeadFilter {
@@ -246,43 +277,46 @@ const DEAD_MATCH = `state = 'dead'
       AND ($3::text IS NULL OR task = $3)
       AND ($4::timestamptz IS NULL OR finished_at >= $4)`;
 
+const LOCK_DEPENDENCIES_OF_DEAD = statement(
+  'job_lock_dependencies_of_dead',
+  `SELECT p.id FROM @.jobs p
+    WHERE p.id = ANY(ARRAY(SELECT d.depends_on FROM @.job_deps d JOIN @.jobs ON jobs.id = d.job_id WHERE ${DEAD_MATCH}))
+    ORDER BY p.id FOR SHARE`,
+);
+
+/** Locks the dependencies of the dead jobs matching the filter, before replayDead (as jobLockDependencies). */
+export async function jobLockDependenciesOfDead(db: SchemaDb, filter: DeadFilter): Promise<void> {
+  await db.rows(LOCK_DEPENDENCIES_OF_DEAD, deadParams(filter));
+}
+
 const REPLAY_DEAD = statement(
   'job_replay_dead',
-  `WITH changed AS (
-     UPDATE @.jobs
-        SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0, replay_count = replay_count + 1,
-            attempt_log = attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
-      WHERE ${DEAD_MATCH}
-     RETURNING id
-   )${UNBLOCK}
-   SELECT id FROM changed`,
+  `WITH target AS (SELECT id FROM @.jobs WHERE ${DEAD_MATCH} FOR UPDATE),
+   changed AS (
+     UPDATE @.jobs AS j
+        SET ${RUN_AGAIN}, attempt = 0, replay_count = j.replay_count + 1,
+            attempt_log = j.attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
+       FROM target t, ${RECHECK} WHERE j.id = t.id
+     RETURNING j.id
+   ),
+   ${UNBLOCK.cte}
+   SELECT changed.id FROM changed LEFT JOIN unblocked ON true`,
 );
 
 // Purging is dropping: the waiting dependents of the purged jobs are cancelled transitively, as by drop.
 const PURGE_DEAD = statement(
   'job_purge_dead',
-  `WITH RECURSIVE purged AS (DELETE FROM @.jobs WHERE ${DEAD_MATCH} RETURNING id),
-   tree(id, cause, root) AS (
-     SELECT d.job_id, d.depends_on, true FROM @.job_deps d, purged p WHERE d.depends_on = p.id
-     UNION
-     SELECT d.job_id, d.depends_on, false FROM @.job_deps d JOIN tree ON d.depends_on = tree.id
-   ),
-   cascaded AS (
-     UPDATE @.jobs AS w
-        SET state = 'cancelled', finished_at = now(), blocked_reason = NULL,
-            last_error = 'cancelled: dependency job ' || x.cause || ' was ' || CASE WHEN x.root THEN 'dropped' ELSE 'cancelled' END
-       FROM (SELECT DISTINCT ON (id) id, cause, root FROM tree ORDER BY id, root DESC, cause) x
-      WHERE w.id = x.id AND w.state = 'waiting'
-   ),
-   edges AS (DELETE FROM @.job_deps WHERE job_id = ANY(ARRAY(SELECT id FROM purged)) OR depends_on = ANY(ARRAY(SELECT id FROM purged)))
-   SELECT id FROM purged`,
+  `WITH changed AS (DELETE FROM @.jobs WHERE ${DEAD_MATCH} RETURNING id),
+   ${cascade('dropped', 'SELECT id FROM changed').cte},
+   ${deleteEdges('SELECT id FROM changed').cte}
+   SELECT changed.id FROM changed LEFT JOIN edges ON true`,
 );
 
 function deadParams(filter: DeadFilter): unknown[] {
   return [filter.ids ?? null, filter.queue ?? null, filter.task ?? null, filter.finishedSince ?? null];
 }
 
-/** Replays every dead job matching the filter; returns their ids. */
+/** Replays every dead job matching the filter; returns their ids. Run jobLockDependenciesOfDead first. */
 export async function jobReplayDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
   return (await db.rows(REPLAY_DEAD, deadParams(filter))).map((row) => Number(row.id));
 }

@@ -1,7 +1,7 @@
 /**
- * The workflows table and the job_deps edges: naming a workflow, reading its graph back. The statements
- * that change jobs because of an edge (attach, release, block, cascade) live with the jobs, in jobs.ts and
- * jobs-admin.ts.
+ * The workflows table and the job_deps edges: naming a workflow, reading its graph back, deleting it once
+ * its jobs are gone. The statements that change jobs because of an edge (attach, release, block, cascade)
+ * live with the jobs, in jobs.ts and jobs-admin.ts.
  */
 import { statement, type SchemaDb } from '../sql.js';
 
@@ -79,4 +79,41 @@ const EDGES = statement('job_deps_of', `SELECT job_id, depends_on FROM @.job_dep
 export async function jobDepsOf(db: SchemaDb, ids: readonly number[]): Promise<Edge[]> {
   const rows = await db.rows(EDGES, [ids]);
   return rows.map((row) => ({ jobId: Number(row.job_id), dependsOn: Number(row.depends_on) }));
+}
+
+/*
+ * A workflow whose jobs are all gone (retention, drop, purge) is deleted. Its jobs are found through the
+ * ids in `nodes` and the primary key: jobs has no index on workflow_id, and `WHERE workflow_id = ...` would
+ * scan jobs once per workflow. The walk is bounded: a window of `limit` workflows in id order after a
+ * cursor, whatever they hold, so workflows that live long (a node dead in the DLQ, say) cost one look per
+ * lap and never stop the walk from reaching newer ones; the delete goes by primary key (`= ANY(ARRAY(...))`:
+ * a join to the window was planned as a scan of every workflow). Job ids are never reused, so a workflow
+ * found without jobs stays so, and the delete races with nothing.
+ */
+const DELETE_JOBLESS = statement(
+  'workflow_delete_jobless',
+  `WITH examined AS (
+     SELECT id, nodes FROM @.workflows WHERE id > $1 ORDER BY id LIMIT $2
+   ),
+   deleted AS (
+     DELETE FROM @.workflows
+      WHERE id = ANY(ARRAY(
+        SELECT e.id FROM examined e
+         WHERE NOT EXISTS (SELECT 1 FROM jsonb_each_text(e.nodes) AS n(name, job_id) JOIN @.jobs j ON j.id = n.job_id::bigint)))
+     RETURNING id
+   )
+   SELECT (SELECT count(*) FROM deleted)::integer AS deleted, (SELECT count(*) FROM examined)::integer AS examined,
+          (SELECT max(id) FROM examined) AS last_id`,
+);
+
+export interface JoblessDeletion {
+  deleted: number;
+  /** where the next call starts: the last workflow examined, or 0 when the walk reached the end */
+  nextAfterId: number;
+}
+
+/** Deletes the workflows without jobs among the `limit` workflows after `afterId`. */
+export async function workflowDeleteJobless(db: SchemaDb, params: { afterId: number; limit: number }): Promise<JoblessDeletion> {
+  const [row] = await db.rows(DELETE_JOBLESS, [params.afterId, params.limit]);
+  return { deleted: row.deleted, nextAfterId: row.examined < params.limit ? 0 : Number(row.last_id) };
 }
