@@ -19,6 +19,7 @@
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
+import { startCpuCount } from './lib/cpu.js';
 import { checkpoint, dropDatabase, recreateDatabase, serverUrl, serverVersion } from './lib/db.js';
 import { renderTable, summarize } from './lib/report.js';
 import * as wida from './systems/wida.js';
@@ -166,11 +167,13 @@ async function timeProcessing(sys, n) {
   if (!args['skip-analyze']) await sys.analyze();
   gc();
   const handlers = expectHandlers(n);
+  const cpu = startCpuCount(sys.database);
   const t0 = now();
   await sys.startWorker((payload) => sink.current(payload));
   const tStarted = now();
   const tHandlers = await handlers.done;
   const tPersisted = await sys.waitAllCompleted({ timeoutMs: 60_000, intervalMs: 5 });
+  const cpuPerJob = cpu.stop(n);
   // Anything that ran more than once shows up here after a short grace period.
   await sleep(200);
   return {
@@ -183,6 +186,7 @@ async function timeProcessing(sys, n) {
     handlerRuns: handlers.handled,
     jobsPerSecHandlers: (n * 1000) / (tHandlers - t0),
     jobsPerSecPersisted: (n * 1000) / (tPersisted - t0),
+    ...cpuPerJob,
   };
 }
 
@@ -311,6 +315,8 @@ const rows = [
   { label: `2. enqueue ${cfg.jobs}, one batch`, unit: 'jobs/s', higherIsBetter: true, values: pick((r) => r.enqueueBatch?.jobsPerSec) },
   { label: `3. process ${cfg.jobs}, completion persisted`, unit: 'jobs/s', higherIsBetter: true, values: pick((r) => r.process?.jobsPerSecPersisted) },
   { label: `   (same, last handler start)²`, unit: 'jobs/s', higherIsBetter: true, values: pick((r) => r.process?.jobsPerSecHandlers) },
+  { label: '   CPU per job, PostgreSQL³', unit: 'us', higherIsBetter: false, values: pick((r) => r.process?.postgresUsPerJob) },
+  { label: '   CPU per job, worker process³', unit: 'us', higherIsBetter: false, values: pick((r) => r.process?.workerUsPerJob) },
   { label: '4. latency p50', unit: 'ms', higherIsBetter: false, values: pick((r) => r.latency?.p50) },
   { label: '   latency p95', unit: 'ms', higherIsBetter: false, values: pick((r) => r.latency?.p95) },
   { label: '   latency p99', unit: 'ms', higherIsBetter: false, values: pick((r) => r.latency?.p99) },
@@ -331,6 +337,9 @@ out.push('');
 out.push('Ratios are oriented so that > 1 means Wida is better: throughput rows are wida/peer, latency rows are peer/wida¹.');
 out.push('¹ latency = time from just before the enqueue call to the start of the handler, worker idle, one job at a time.');
 out.push('² the handler has started for all jobs; the row above also waits until every completion is stored in the database.');
+out.push('³ CPU time during measure 3 divided by the jobs: of the PostgreSQL processes serving the system\'s database, and of');
+out.push('  this process (worker and bench polling); read from /proc, so "-" when PostgreSQL is not local. Less sensitive to other');
+out.push('  load on the machine than the throughput rows; lower is better.');
 out.push('');
 out.push('Settings:');
 for (const name of only) {

@@ -49,6 +49,13 @@ CREATE TABLE jobs (
   CONSTRAINT jobs_finished_iff_final CHECK ((state IN ('completed', 'dead', 'cancelled')) = (finished_at IS NOT NULL))
 );
 
+-- No statistics for the lease column: the set of running jobs changes thousands of times a second, so any
+-- ANALYZE snapshot of it is wrong, and the usual one (taken while idle or after a bulk enqueue) says no job
+-- runs. Believing it, the planner drove each batch completion from a scan of the whole table and compared
+-- every row against every run in the batch: 550-880 us per job instead of 12-26. Without statistics,
+-- "lease_expires_at IS NOT NULL" gets the default estimate and the batch drives the join through the key.
+ALTER TABLE jobs ALTER COLUMN lease_expires_at SET STATISTICS 0;
+
 -- The claim reads this index in claim order; only ready-or-scheduled rows are in it, so it stays small.
 CREATE INDEX jobs_claim_order ON jobs (priority DESC, run_at, id) WHERE state = 'pending';
 -- The rescuer finds expired leases here.

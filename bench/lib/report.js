@@ -26,7 +26,7 @@ const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
 export function formatValue(value, unit) {
   if (value === undefined || value === null || Number.isNaN(value)) return '-';
-  if (unit === 'ms') return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : int.format(value);
+  if (unit === 'ms' || unit === 'us') return value < 10 ? value.toFixed(2) : value < 100 ? value.toFixed(1) : int.format(value);
   return int.format(value);
 }
 
@@ -49,7 +49,7 @@ export function renderTable(rows, columns) {
       return row.higherIsBetter ? w / p : p / w;
     };
     return [
-      `${row.label} (${row.unit === 'ms' ? 'ms' : 'jobs/s'})`,
+      `${row.label} (${row.unit})`,
       ...columns.map((c) => formatValue(row.values[c.name], row.unit)),
       formatRatio(ratio('graphile')),
       formatRatio(ratio('pgboss')),

@@ -16,10 +16,12 @@ export class IntervalService implements Service {
     private readonly intervalMs: number,
     private readonly tick: () => Promise<void>,
     private readonly onError: (error: unknown) => void,
+    /** the first tick runs this long after start (default at once) */
+    private readonly firstDelayMs = 0,
   ) {}
 
   start(): void {
-    this.schedule(0);
+    this.schedule(this.firstDelayMs);
   }
 
   /** Runs a tick now instead of waiting for the interval. */

@@ -4,10 +4,17 @@ import { isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { storableJson, storableText } from '../../shared/storable.js';
 
-interface CompletedRun extends LeaseRef {
+/** A run whose lease the agent holds, with when that lease was granted or last renewed (Date.now() ms). */
+export interface HeldRun extends LeaseRef {
+  grantedAt?: number;
+}
+
+interface CompletedRun extends HeldRun {
   /** the result as JSON text, or null */
   result: string | null;
 }
+
+type FailedHeldRun = FailedRun & HeldRun;
 
 /**
  * Collects finished runs and writes them in batches: one statement for all completions and one for all
@@ -17,9 +24,9 @@ interface CompletedRun extends LeaseRef {
  */
 export class Completer {
   private completed: CompletedRun[] = [];
-  private failed: FailedRun[] = [];
+  private failed: FailedHeldRun[] = [];
   private flushing: Promise<void> | undefined;
-  private writing: LeaseRef[] = [];
+  private writing: HeldRun[] = [];
   private scheduled = false;
 
   constructor(
@@ -31,12 +38,12 @@ export class Completer {
     return this.completed.length + this.failed.length;
   }
 
-  /** Runs whose outcome is not stored yet: their leases must still be renewed. */
-  unwritten(): LeaseRef[] {
+  /** Runs whose outcome is not stored yet: their leases must still be renewed (`grantedAt` is updated in place). */
+  unwritten(): HeldRun[] {
     return [...this.completed, ...this.failed, ...this.writing];
   }
 
-  complete(run: LeaseRef, result: unknown): void {
+  complete(run: HeldRun, result: unknown): void {
     let text: string | null;
     try {
       text = result === undefined ? null : storableJson(result);
@@ -44,11 +51,11 @@ export class Completer {
       this.fail({ ...run, outcome: 'failed', error: `the handler's result cannot be stored as JSON: ${(error as Error).message}` });
       return;
     }
-    this.completed.push({ id: run.id, leaseEpoch: run.leaseEpoch, result: text });
+    this.completed.push({ id: run.id, leaseEpoch: run.leaseEpoch, grantedAt: run.grantedAt, result: text });
     this.schedule();
   }
 
-  fail(run: FailedRun): void {
+  fail(run: FailedHeldRun): void {
     this.failed.push({ ...run, error: storableText(run.error), stack: run.stack === undefined ? undefined : storableText(run.stack) });
     this.schedule();
   }

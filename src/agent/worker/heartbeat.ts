@@ -6,8 +6,8 @@ import { IntervalService } from '../service.js';
 import type { WorkerPool } from './worker-pool.js';
 
 /**
- * Every few seconds: marks the agent alive and extends the leases of every job it holds, in two
- * statements however many jobs run. Jobs whose lease it no longer holds (cancelled, or rescued after
+ * Every few seconds: marks the agent alive and extends the leases of the jobs it holds (but not those
+ * granted a moment ago), in two statements however many jobs run. Jobs whose lease it no longer holds (cancelled, or rescued after
  * the agent froze) are aborted here.
  */
 export function createHeartbeat(options: {
@@ -25,9 +25,13 @@ export function createHeartbeat(options: {
     options.intervalMs,
     async () => {
       await agentHeartbeat(db, agent, options.state());
-      const held = pool.heldLeases();
+      // A lease granted within the last half interval is renewed at the next beat instead: it is still
+      // renewed at least 1.5 intervals before it expires (the interval is at most a third of the lease).
+      const askedAt = Date.now();
+      const held = pool.heldLeases(askedAt - options.intervalMs / 2);
       if (held.length === 0) return;
       const stillHeld = await jobExtendLeases(db, held, leaseMs);
+      pool.leasesRenewed(held.filter((run) => stillHeld.has(run.id)), askedAt);
       logger.debug('renewed leases', { held: held.length, renewed: stillHeld.size });
       if (stillHeld.size < held.length) pool.dropLost(held.filter((run) => !stillHeld.has(run.id)));
     },

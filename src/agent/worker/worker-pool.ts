@@ -3,7 +3,7 @@ import { jobClaimBatch, jobReleaseMany, type ClaimedJob, type LeaseRef } from '.
 import { PermanentFailure, Snooze } from '../../shared/handler-signals.js';
 import type { Logger } from '../../shared/logger.js';
 import { JobAbort } from './abort-reasons.js';
-import type { Completer } from './completer.js';
+import type { Completer, HeldRun } from './completer.js';
 import type { Executor } from './executors/executor.js';
 
 const MAX_CLAIMS_IN_FLIGHT = 2;
@@ -56,6 +56,8 @@ export class WorkerPool {
   private wokenWhileBusy = false;
   private readonly claims = new Set<Promise<void>>();
   private stopped = false;
+  /** when each held job's lease was granted or last renewed (the time the request was sent) */
+  private readonly leaseGrantedAt = new WeakMap<ClaimedJob, number>();
   private idleWaiters: (() => void)[] = [];
   private readonly tasks: string[] | null;
   private readonly hasQueueLimits: boolean;
@@ -69,12 +71,29 @@ export class WorkerPool {
     return this.running.size;
   }
 
-  /** Every job this agent holds a lease on: buffered, running, and finished but not yet written. */
-  heldLeases(): LeaseRef[] {
-    const refs: LeaseRef[] = this.buffer.map((job) => ({ id: job.id, leaseEpoch: job.leaseEpoch }));
-    for (const { job, settled } of this.running.values()) if (!settled) refs.push({ id: job.id, leaseEpoch: job.leaseEpoch });
-    for (const ref of this.options.completer.unwritten()) refs.push(ref);
+  /**
+   * Every job this agent holds a lease on: buffered, running, and finished but not yet written; with
+   * `grantedBefore`, only leases granted or renewed before that time (Date.now() ms), so a renewal does not
+   * rewrite a thousand rows whose leases were granted a moment ago.
+   */
+  heldLeases(grantedBefore = Infinity): HeldRun[] {
+    const refs: HeldRun[] = [];
+    const add = (job: ClaimedJob) => {
+      const grantedAt = this.leaseGrantedAt.get(job) ?? 0;
+      if (grantedAt < grantedBefore) refs.push({ id: job.id, leaseEpoch: job.leaseEpoch, grantedAt });
+    };
+    for (const job of this.buffer) add(job);
+    for (const { job, settled } of this.running.values()) if (!settled) add(job);
+    for (const run of this.options.completer.unwritten()) if ((run.grantedAt ?? 0) < grantedBefore) refs.push(run);
     return refs;
+  }
+
+  /** The leases of these runs (from heldLeases) were renewed at `at`, the time the renewal was sent. */
+  leasesRenewed(runs: readonly HeldRun[], at: number): void {
+    const renewed = new Set(runs.map((run) => run.id));
+    for (const job of this.buffer) if (renewed.has(job.id)) this.leaseGrantedAt.set(job, at);
+    for (const { job } of this.running.values()) if (renewed.has(job.id)) this.leaseGrantedAt.set(job, at);
+    for (const run of runs) run.grantedAt = at; // the unwritten runs are the completer's own objects
   }
 
   /** Something may be ready: claim if there is room. Safe to call as often as you like. */
@@ -117,6 +136,7 @@ export class WorkerPool {
     this.claimsInFlight++;
     this.reserved += limit;
     let jobs: ClaimedJob[] = [];
+    const askedAt = Date.now();
     try {
       jobs = await jobClaimBatch(this.options.db, {
         agentId: this.options.agentId,
@@ -135,7 +155,10 @@ export class WorkerPool {
       await jobReleaseMany(this.options.db, jobs).catch(() => {});
       return;
     }
-    for (const job of jobs) this.buffer.push(job);
+    for (const job of jobs) {
+      this.leaseGrantedAt.set(job, askedAt);
+      this.buffer.push(job);
+    }
     this.dispatch();
     // A full batch means more may be waiting; a wake-up that came meanwhile may have missed this claim's snapshot.
     const again = jobs.length === limit || this.wokenWhileBusy;
@@ -210,7 +233,7 @@ export class WorkerPool {
     const { job } = entry;
     this.running.delete(job.id);
     if (this.hasQueueLimits) this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
-    const run = { id: job.id, leaseEpoch: job.leaseEpoch };
+    const run = { id: job.id, leaseEpoch: job.leaseEpoch, grantedAt: this.leaseGrantedAt.get(job) };
     const { completer } = this.options;
     const error = outcome.ok ? undefined : outcome.error;
     if (outcome.ok) {

@@ -457,7 +457,10 @@ export async function jobRescueExpired(
   return rows.map((row) => ({ id: Number(row.id), state: row.state, queue: row.queue }));
 }
 
-// Deletes the edges of the deleted jobs too (job_deps has no foreign keys; see migration 0003).
+// Deletes the edges of the deleted jobs too (job_deps has no foreign keys; see migration 0003). A deleted
+// cancelled job can still have waiting dependents (retried while it stayed cancelled): nothing can release
+// them any more, so they are cancelled as if it had been dropped (cancel_dependents, migration 0004; only
+// for cancelled roots: a completed job's dependents were released long ago and may wait for others).
 const DELETE_FINISHED = statement(
   'job_delete_finished',
   `WITH deleted AS (
@@ -467,13 +470,11 @@ const DELETE_FINISHED = statement(
          WHERE state IN ('completed', 'cancelled')
            AND finished_at < coalesce($2::timestamptz, now()) - $1 * interval '1 millisecond'
          LIMIT $3 FOR UPDATE SKIP LOCKED))
-     RETURNING id
+     RETURNING id, state
    ),
-   edges AS (
-     DELETE FROM @.job_deps
-      WHERE job_id = ANY(ARRAY(SELECT id FROM deleted)) OR depends_on = ANY(ARRAY(SELECT id FROM deleted))
-   )
-   SELECT count(*)::integer AS n FROM deleted`,
+   cascaded AS (SELECT @.cancel_dependents(ARRAY(SELECT id FROM deleted WHERE state = 'cancelled'), 'dropped') AS n),
+   edges AS (SELECT @.delete_edges(ARRAY(SELECT id FROM deleted)) AS n FROM cascaded)
+   SELECT (SELECT count(*) FROM deleted)::integer AS n FROM edges`,
 );
 
 /** Deletes up to `limit` completed or cancelled jobs that finished more than `retentionMs` ago. */
