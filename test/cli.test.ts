@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { agentHeartbeat } from '../src/shared/db/queries/agents.js';
+import { jobClaimBatch, jobFailMany } from '../src/shared/db/queries/jobs.js';
 import { assertBuilt } from './fixtures/children.js';
 import { useTestSchema } from './support/database.js';
 import { insertJob } from './support/factories.js';
@@ -173,6 +174,21 @@ describe('usage errors', () => {
     expect(verbose.stderr).toMatch(/\n\s+at /);
   });
 
+  it('a flag without its value exits 2 naming the flag, and does nothing', async () => {
+    const migrations = async () => (await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".migrations`)).rows[0].n;
+    const before = await migrations();
+    await Promise.all([
+      expectFailure(['enqueue', 'sometask', '--payload'], 2, /^wida: --payload needs a value\n/),
+      expectFailure(['enqueue', 'sometask', '--payload', '--queue', 'q'], 2, /^wida: --payload needs a value\n/),
+      expectFailure(['enqueue', 'sometask', '--max-attempts'], 2, /^wida: --max-attempts needs a value\n/),
+      expectFailure(['cron', 'add', 'nightly', '--task', 'x', '--expression'], 2, /^wida: --expression needs a value\n/),
+      expectFailure(['jobs', 'list', '--limit'], 2, /^wida: --limit needs a value\n/),
+      expectFailure(['migrate', 'down', '--steps'], 2, /^wida: --steps needs a value\n/),
+    ]);
+    expect(await t.client.listJobs()).toEqual([]);
+    expect(await migrations()).toBe(before);
+  });
+
   it('a bad setting names the variable (exit 2)', async () => {
     await expectFailure(['queues'], 2, /WIDA_LEASE must be a duration/, { env: { WIDA_LEASE: 'forever' } });
   });
@@ -236,6 +252,29 @@ describe('wida retry / cancel / drop', () => {
     await expect(t.client.getJob(dead.id)).rejects.toThrow(/does not exist/);
   });
 
+  it('retry says when a job waits for its dependencies instead of running, and for what; --json lists it under waiting', async () => {
+    const dependency = await t.client.enqueue({ task: 'x', queue: 'idle' });
+    const other = await t.client.enqueue({ task: 'x', queue: 'idle' });
+    const dependent = await t.client.enqueue({ task: 'x', queue: 'idle', dependsOn: [dependency.id, other.id] });
+    const dead = await insertJob(t.pool, t.schema, { state: 'dead' });
+    await t.client.cancelJob(dependency.id); // and, by the cascade, the dependent
+
+    const retried = await wida(['retry', String(dependent.id), String(dead.id)]);
+    expect(retried).toMatchObject({ code: 0, stderr: '' });
+    expect(retried.stdout).toBe(`retried job ${dependent.id}: waiting for 2 dependencies (blocked: job ${dependency.id} is cancelled)\nretried job ${dead.id}\n`);
+    expect(await t.client.getJob(dependent.id)).toMatchObject({ state: 'waiting', pendingDeps: 2 });
+
+    expect((await wida(['retry', String(dependency.id)])).stdout).toBe(`retried job ${dependency.id}\n`);
+    await t.client.cancelJob(dependent.id); // an operator cancel: no cascade to its dependencies
+    await t.client.cancelJob(other.id);
+    expect(await widaJson(['retry', String(other.id), String(dependent.id)])).toEqual({
+      retried: [other.id, dependent.id],
+      waiting: [{ id: dependent.id, pendingDeps: 2, blockedReason: null }],
+      failed: [],
+    });
+    expect((await t.client.getJob(dependent.id)).blockedReason).toBeNull();
+  });
+
   it('retrying a running job is refused with exit 1 and the states that allow it', async () => {
     const running = await insertJob(t.pool, t.schema, { state: 'running' });
     await expectFailure(['retry', String(running.id)], 1, new RegExp(`job ${running.id} is running; only pending, dead or cancelled jobs can be retried`));
@@ -296,6 +335,23 @@ describe('wida dlq', () => {
     await expectFailure(['dlq', 'purge', String(alive.id)], 1, /is pending, not dead; only dead jobs can be purged/);
     await expectFailure(['dlq', 'replay', String(alive.id)], 1, /is pending; only dead jobs can be replayed/);
     await expectFailure(['dlq', 'purge', '987654'], 1, /job 987654 does not exist/);
+  });
+
+  it('replay by id says when the job waits for a dependency instead of running', async () => {
+    const dependency = await t.client.enqueue({ task: 'x', queue: 'idle' });
+    const job = await t.client.enqueue({ task: 'x', queue: 'doomed', dependsOn: [dependency.id] });
+    await t.client.cancelJob(dependency.id); // and, by the cascade, the job
+    // A dead job with a dependency not completed: one retried before retry re-checked dependencies (that made
+    // it pending, as this statement does) and then failed.
+    await t.pool.query(`UPDATE "${t.schema}".jobs SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0 WHERE id = $1`, [job.id]);
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['doomed'], tasks: null, limit: 1 });
+    await jobFailMany(t.db, [{ ...claimed, error: 'boom', permanent: true, outcome: 'failed' }]);
+    expect((await t.client.getJob(job.id)).state).toBe('dead');
+
+    const replayed = await wida(['dlq', 'replay', String(job.id)]);
+    expect(replayed).toMatchObject({ code: 0, stderr: '' });
+    expect(replayed.stdout).toBe(`replayed job ${job.id}: waiting for 1 dependency (blocked: job ${dependency.id} is cancelled)\n`);
+    expect(await t.client.getJob(job.id)).toMatchObject({ state: 'waiting', pendingDeps: 1, replayCount: 1 });
   });
 
   it('--all needs --yes without a terminal (exit 1, nothing changed); with --yes it acts on every match', async () => {

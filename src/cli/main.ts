@@ -54,6 +54,8 @@ function describeUsageProblem(message: string): string {
   if (message.startsWith('Did you mean')) return `unknown command "${words[0]}"; ${message.replace(/^Did/, 'did')}`;
   const unknown = /^Unknown arguments?: (.*)$/.exec(message);
   if (unknown) return `unknown command or option: ${unknown[1]}`;
+  const missingValue = /^Not enough arguments following: (.*)$/.exec(message);
+  if (missingValue) return `--${missingValue[1]} needs a value`;
   return message;
 }
 
@@ -66,9 +68,11 @@ try {
     .help()
     .alias('h', 'help')
     .wrap(Math.min(110, process.stdout.columns || 100))
-    .fail((message: string, error: Error | undefined) => {
-      if (error) throw error;
-      throw new UsageError(describeUsageProblem(message));
+    .fail((message: string | null, error: Error | undefined) => {
+      // A command's own error comes without a message: rethrown, its type decides the exit status. With a
+      // message, yargs' parser or validation refused the words (a flag without its value): a usage error.
+      if (error && !message) throw error;
+      throw new UsageError(describeUsageProblem(message ?? String(error)));
     })
     .parseAsync();
 } catch (error) {

@@ -58,24 +58,37 @@ async function applyAction(db: SchemaDb, action: JobAction, id: number) {
   return outcome;
 }
 
+/** Where a retry or replay left the job: pending, or waiting for the dependencies it counts. */
+export interface RunAgainOutcome {
+  state: 'pending' | 'waiting';
+  /** dependencies not completed; 0 when pending */
+  pendingDeps: number;
+  /** e.g. "blocked: job 42 is cancelled" while a dependency is dead or cancelled */
+  blockedReason: string | null;
+}
+
 /**
  * Retry and replay run the job again only once its dependencies have completed: the job becomes waiting
  * while some have not. Its dependencies are locked first, in the same transaction (see jobs-admin.ts).
  */
-async function runAgain(db: SchemaDb, action: 'retry' | 'replay', id: number): Promise<void> {
-  const outcome = await inTransactionOn(db, async (tx) => {
+async function runAgain(db: SchemaDb, action: 'retry' | 'replay', id: number): Promise<RunAgainOutcome> {
+  const { outcome, job } = await inTransactionOn(db, async (tx) => {
     await jobLockDependencies(tx, id);
-    return applyAction(tx, action, id);
+    const applied = await applyAction(tx, action, id);
+    // Read under the row lock the action took, so the count is the one the action wrote.
+    return { outcome: applied, job: applied.newState === 'waiting' ? await jobGet(tx, id) : undefined };
   });
   if (outcome.newState === 'pending') await notifyJobsReady(db, [outcome.queue]);
+  if (job?.state === 'waiting') return { state: 'waiting', pendingDeps: job.pendingDeps, blockedReason: job.blockedReason };
+  return { state: 'pending', pendingDeps: 0, blockedReason: null };
 }
 
 /**
  * Runs a pending job now, or gives a dead or cancelled job a fresh attempt budget. A job whose
  * dependencies have not all completed becomes waiting instead, blocked while one is dead or cancelled.
  */
-export async function retryJob(db: SchemaDb, id: number): Promise<void> {
-  await runAgain(db, 'retry', id);
+export function retryJob(db: SchemaDb, id: number): Promise<RunAgainOutcome> {
+  return runAgain(db, 'retry', id);
 }
 
 /** Cancels a waiting, pending or running job; a running handler gets its AbortSignal fired. */
@@ -95,8 +108,8 @@ export async function dropJob(db: SchemaDb, id: number): Promise<void> {
  * Puts one dead job back to pending with a fresh attempt budget; its attempt history stays with it. Like
  * retry, it waits instead while one of its dependencies has not completed.
  */
-export async function replayJob(db: SchemaDb, id: number): Promise<void> {
-  await runAgain(db, 'replay', id);
+export function replayJob(db: SchemaDb, id: number): Promise<RunAgainOutcome> {
+  return runAgain(db, 'replay', id);
 }
 
 export function listDead(db: SchemaDb, filter: Omit<JobListFilter, 'states'> = {}): Promise<JobRow[]> {

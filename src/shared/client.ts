@@ -46,10 +46,11 @@ export interface WidaClient {
   getWorkflow(id: number): Promise<WorkflowInfo>;
   getJob(id: number): Promise<admin.JobRow>;
   listJobs(filter?: admin.JobListFilter): Promise<admin.JobRow[]>;
-  retryJob(id: number): Promise<void>;
+  /** pending again, or waiting when a dependency has not completed (the outcome says which) */
+  retryJob(id: number): Promise<admin.RunAgainOutcome>;
   cancelJob(id: number): Promise<void>;
   dropJob(id: number): Promise<void>;
-  replayJob(id: number): Promise<void>;
+  replayJob(id: number): Promise<admin.RunAgainOutcome>;
   listDead(filter?: Omit<admin.JobListFilter, 'states'>): Promise<admin.JobRow[]>;
   replayDead(filter: admin.DeadFilter): Promise<number[]>;
   purgeDead(filter: admin.DeadFilter): Promise<number[]>;

@@ -7,14 +7,17 @@ export type JobState = (typeof JOB_STATES)[number];
 
 export const FINAL_STATES: readonly JobState[] = ['completed', 'dead', 'cancelled'];
 
-/** Allowed transitions: from -> the states it may move to, and why. */
+/**
+ * Allowed transitions: from -> the states it may move to, and why. Retry and replay re-check a job's
+ * dependencies, so each may leave the job waiting instead of pending.
+ */
 export const TRANSITIONS: Readonly<Record<JobState, readonly JobState[]>> = {
   waiting: ['pending', 'cancelled'], // dependencies met / cancelled
-  pending: ['running', 'cancelled'], // claimed / cancelled
+  pending: ['running', 'waiting', 'cancelled'], // claimed / retry with a dependency not completed / cancelled
   running: ['completed', 'pending', 'dead', 'cancelled'], // done / retry, snooze, release / attempts exhausted / cancelled
   completed: [],
-  dead: ['pending'], // replay
-  cancelled: ['pending'], // retry
+  dead: ['pending', 'waiting'], // replay or retry: dependencies completed / one not completed
+  cancelled: ['pending', 'waiting'], // retry: dependencies completed / one not completed
 };
 
 /** Operator actions and the states each applies to. The SQL of each action checks the same lists. */

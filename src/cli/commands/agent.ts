@@ -17,7 +17,7 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
       y
         .option('handlers', { type: 'string', describe: 'a JavaScript module whose exports are task handlers (default export object, or named functions)' })
         .option('queues', { type: 'string', describe: 'comma-separated queues to serve (default: all)' })
-        .option('concurrency', { type: 'number', describe: 'jobs running at once (WIDA_WORKER_CONCURRENCY, default 10)' })
+        .option('concurrency', { type: 'number', requiresArg: true, describe: 'jobs running at once (WIDA_WORKER_CONCURRENCY, default 10)' })
         .option('cron-file', { type: 'string', requiresArg: true, describe: 'a JSON file of cron schedules (an array, or { "schedules": [...] }) created or updated at start' })
         .option('migrate', { type: 'boolean', default: true, describe: 'apply migrations at start (--no-migrate: refuse unless current)' })
         .example('$0 agent --handlers ./tasks.js', 'run the handlers exported by tasks.js on every queue')

@@ -21,8 +21,8 @@ export function demoCommand(yargs: Argv<CommonFlags>) {
     'run an agent with the sample handlers of examples/demo-tasks.js on a sample workload, with live progress, until Ctrl-C',
     (y) =>
       y
-        .option('rate', { type: 'number', default: 5, describe: 'sample jobs enqueued per second (0: only the first batch)' })
-        .option('concurrency', { type: 'number', default: 8, describe: 'jobs the demo agent runs at once' })
+        .option('rate', { type: 'number', requiresArg: true, default: 5, describe: 'sample jobs enqueued per second (0: only the first batch)' })
+        .option('concurrency', { type: 'number', requiresArg: true, default: 8, describe: 'jobs the demo agent runs at once' })
         .example('$0 demo', 'on the embedded database, or WIDA_DATABASE_URL if set')
         .example('$0 demo --rate 50 --concurrency 32', 'a busier shop'),
     async (argv) => {

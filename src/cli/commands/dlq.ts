@@ -1,11 +1,11 @@
 import type { Argv } from 'yargs';
-import type { DeadFilter } from '../../shared/admin.js';
+import type { DeadFilter, RunAgainOutcome } from '../../shared/admin.js';
 import type { WidaClient } from '../../shared/client.js';
 import { RefusedError, UsageError, withClient, type CommonFlags } from '../context.js';
 import { confirm } from '../confirm.js';
 import { print, printJson } from '../format.js';
 import { readJobIds, readSince } from '../input.js';
-import { applyEach, reportFailures } from './job-actions.js';
+import { applyEach, printDone, reportFailures } from './job-actions.js';
 import { printJobDetail, printJobTable } from './jobs.js';
 
 interface FilterFlags {
@@ -34,7 +34,8 @@ interface BulkAction {
   name: 'replay' | 'purge';
   pastTense: string;
   describe: string;
-  one: (client: WidaClient, id: number) => Promise<void>;
+  /** replay says where the job went (it may wait for its dependencies); purge returns nothing */
+  one: (client: WidaClient, id: number) => Promise<RunAgainOutcome | void>;
   many: (client: WidaClient, filter: DeadFilter) => Promise<number[]>;
 }
 
@@ -82,8 +83,7 @@ function bulkCommand(yargs: Argv<CommonFlags>, action: BulkAction) {
       await withClient(argv, async ({ client }) => {
         if (ids.length > 0) {
           const outcome = await applyEach(ids, (id) => action.one(client, id));
-          if (argv.json) printJson({ [action.pastTense]: outcome.done, failed: outcome.failed });
-          else for (const id of outcome.done) print(`${action.pastTense} job ${id}`);
+          printDone(argv, action.pastTense, outcome, { runsAgain: action.name === 'replay' });
           return reportFailures(outcome.failed);
         }
         const filter = toDeadFilter(argv);
@@ -106,7 +106,7 @@ export function dlqCommand(yargs: Argv<CommonFlags>) {
       'list dead jobs, newest first',
       (list) =>
         filterOptions(list)
-          .option('limit', { type: 'number', default: 50, describe: 'at most this many' })
+          .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many' })
           .example('$0 dlq list --queue emails --since 1d', 'what died in a queue today'),
       async (argv) => {
         const filter = { ...toDeadFilter(argv), limit: argv.limit };

@@ -17,10 +17,10 @@ export function enqueueCommand(yargs: Argv<CommonFlags>) {
         .option('priority', { choices: PRIORITIES, describe: 'priority (default normal)' })
         .option('run-at', { type: 'string', describe: 'run at this ISO 8601 time', conflicts: 'delay' })
         .option('delay', { type: 'string', describe: 'run after this long, e.g. 30s, 5m', conflicts: 'run-at' })
-        .option('max-attempts', { type: 'number', describe: 'attempts before the job goes to the DLQ (default 5)' })
+        .option('max-attempts', { type: 'number', requiresArg: true, describe: 'attempts before the job goes to the DLQ (default 5)' })
         .option('idempotency-key', { type: 'string', describe: 'a second enqueue with this key returns the first job' })
         // Not an array option: those swallow the words after them (`--depends-on 7 report` would take the
-        // task), and yargs reports a missing value as an error that exits 1, not 2. Repeated, it is an array.
+        // task). Repeated, it is an array.
         .option('depends-on', { type: 'string', describe: 'wait until these jobs completed: ids, repeated or comma separated' })
         .example('$0 enqueue sendEmail --payload \'{"to":"ada@example.com"}\'', 'enqueue one job')
         .example('$0 enqueue buildReport --payload @report.json --queue reports --priority high --delay 10m', 'every option')

@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import type { RunAgainOutcome } from '../../shared/admin.js';
 import type { WidaClient } from '../../shared/client.js';
 import { WidaError } from '../../shared/errors.js';
 import { withClient, type CommonFlags } from '../context.js';
@@ -9,7 +10,8 @@ interface JobAction {
   command: string;
   pastTense: string;
   describe: string;
-  run: (client: WidaClient, id: number) => Promise<void>;
+  /** retry says where the job went (it may wait for its dependencies); cancel and drop return nothing */
+  run: (client: WidaClient, id: number) => Promise<RunAgainOutcome | void>;
   example: string;
 }
 
@@ -48,8 +50,7 @@ export function jobActionCommands(yargs: Argv<CommonFlags>) {
       async (argv) => {
         const ids = readJobIds(argv.ids);
         const outcome = await withClient(argv, ({ client }) => applyEach(ids, (id) => action.run(client, id)));
-        if (argv.json) printJson({ [action.pastTense]: outcome.done, failed: outcome.failed });
-        else for (const id of outcome.done) print(`${action.pastTense} job ${id}`);
+        printDone(argv, action.pastTense, outcome, { runsAgain: action.command === 'retry' });
         reportFailures(outcome.failed);
       },
     ) as Argv<CommonFlags>;
@@ -57,24 +58,56 @@ export function jobActionCommands(yargs: Argv<CommonFlags>) {
   return result;
 }
 
+/** A retried or replayed job that waits for its dependencies instead of running. */
+export interface WaitingJob {
+  id: number;
+  pendingDeps: number;
+  blockedReason: string | null;
+}
+
 export interface EachOutcome {
   done: number[];
+  /** those of `done` that a retry or replay left waiting */
+  waiting: WaitingJob[];
   failed: { id: number; code: string; error: string }[];
 }
 
 /** Applies `act` to each id in turn; refusals (typed Wida errors) are collected, anything else is thrown. */
-export async function applyEach(ids: readonly number[], act: (id: number) => Promise<void>): Promise<EachOutcome> {
-  const outcome: EachOutcome = { done: [], failed: [] };
+export async function applyEach(ids: readonly number[], act: (id: number) => Promise<RunAgainOutcome | void>): Promise<EachOutcome> {
+  const outcome: EachOutcome = { done: [], waiting: [], failed: [] };
   for (const id of ids) {
     try {
-      await act(id);
+      const result = await act(id);
       outcome.done.push(id);
+      if (result?.state === 'waiting') outcome.waiting.push({ id, pendingDeps: result.pendingDeps, blockedReason: result.blockedReason });
     } catch (error) {
       if (!(error instanceof WidaError)) throw error;
       outcome.failed.push({ id, code: error.code, error: error.message });
     }
   }
   return outcome;
+}
+
+/**
+ * What a per-id action did: a line per job, or JSON. Retry and replay (`runsAgain`) say which jobs wait for
+ * their dependencies instead of running: "retried job 43: waiting for 1 dependency (blocked: job 42 is
+ * cancelled)", and `waiting` in JSON.
+ */
+export function printDone(flags: { json?: boolean }, pastTense: string, outcome: EachOutcome, { runsAgain = false } = {}): void {
+  if (flags.json) {
+    printJson({ [pastTense]: outcome.done, ...(runsAgain ? { waiting: outcome.waiting } : {}), failed: outcome.failed });
+    return;
+  }
+  const waiting = new Map(outcome.waiting.map((job) => [job.id, job]));
+  for (const id of outcome.done) {
+    const job = waiting.get(id);
+    print(job ? `${pastTense} job ${id}: ${describeWaiting(job)}` : `${pastTense} job ${id}`);
+  }
+}
+
+function describeWaiting(job: WaitingJob): string {
+  const count = `${job.pendingDeps} ${job.pendingDeps === 1 ? 'dependency' : 'dependencies'}`;
+  return `waiting for ${count}${job.blockedReason ? ` (${job.blockedReason})` : ''}`;
 }
 
 /** One line per refusal on stderr, and exit status 1 if there was any. */

@@ -17,7 +17,7 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
             .option('queue', { type: 'string', describe: 'only this queue' })
             .option('task', { type: 'string', describe: 'only this task' })
             .option('text', { type: 'string', describe: 'only jobs whose task, payload or last error contains this text' })
-            .option('limit', { type: 'number', default: 50, describe: 'at most this many' })
+            .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many' })
             .example('$0 jobs list --state dead,cancelled --queue emails', 'failed work in one queue')
             .example('$0 jobs list --task sendEmail --limit 10 --json', 'as JSON')
             .example('$0 jobs list --text "connection refused"', 'jobs whose payload or error mentions it'),

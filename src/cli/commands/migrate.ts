@@ -9,7 +9,7 @@ export function migrateCommand(yargs: Argv<CommonFlags>) {
     (y) =>
       y
         .positional('direction', { choices: ['up', 'down', 'status'] as const, default: 'up' as const, describe: 'up: apply all pending; down: revert the newest; status: list' })
-        .option('steps', { type: 'number', default: 1, describe: 'with down: how many migrations to revert' })
+        .option('steps', { type: 'number', requiresArg: true, default: 1, describe: 'with down: how many migrations to revert' })
         .example('$0 migrate', 'apply every pending migration')
         .example('$0 migrate down --steps 2', 'revert the two newest migrations')
         .example('$0 migrate status --json', 'list migrations and when each was applied'),

@@ -1,0 +1,243 @@
+/**
+ * Operator actions on jobs with dependencies, and their races: cancel, drop and purge cascade to the waiting
+ * dependents; retry and replay re-check the job's own dependencies. Enqueue, release and retention of a DAG
+ * are in workflows.test.ts.
+ */
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { cancelJob, dropJob, purgeDead, retryJob } from '../src/shared/admin.js';
+import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../src/shared/db/queries/jobs.js';
+import { dagHelpers } from './support/dag.js';
+import { useTestSchema, waitFor } from './support/database.js';
+import { insertJob } from './support/factories.js';
+
+const t = useTestSchema('dagact');
+const { states, completeReady, killReady } = dagHelpers(t);
+
+/**
+ * Two connections of their own for a race: `holder` opens a transaction that takes a lock, `waiter` runs a
+ * statement that must wait for it. Rolled back and released at the end.
+ */
+async function withTwoConnections(body: (holder: pg.PoolClient, waiter: pg.PoolClient, waitUntilBlocked: () => Promise<unknown>) => Promise<void>) {
+  const holder = await t.pool.connect();
+  const waiter = await t.pool.connect();
+  try {
+    const [holderPid, waiterPid] = await Promise.all([holder, waiter].map(async (c) => (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number));
+    // Deterministic, no sleeps: the waiter's backend is seen waiting for a lock the holder's backend holds.
+    const waitUntilBlocked = () =>
+      waitFor(`backend ${waiterPid} to wait for a lock of backend ${holderPid}`, async () => {
+        const { rows } = await t.pool.query('SELECT $2::integer = ANY(pg_blocking_pids($1::integer)) AS blocked', [waiterPid, holderPid]);
+        return rows[0].blocked as boolean;
+      });
+    await body(holder, waiter, waitUntilBlocked);
+  } finally {
+    await holder.query('ROLLBACK').catch(() => {});
+    await waiter.query('ROLLBACK').catch(() => {});
+    holder.release();
+    waiter.release();
+  }
+}
+
+describe('cancel and drop cascade', () => {
+  const chain = () =>
+    t.client.enqueueWorkflow({
+      nodes: {
+        a: { task: 'x', queue: 'idle' },
+        b: { task: 'x', queue: 'idle', dependsOn: ['a'] },
+        c: { task: 'x', queue: 'idle', dependsOn: ['b'] },
+        d: { task: 'x', queue: 'idle', dependsOn: ['b', 'a'] },
+        free: { task: 'x', queue: 'idle' },
+      },
+    });
+
+  it('cancelling a job cancels its dependents transitively, each with the reason', async () => {
+    const { jobs } = await chain();
+    await t.client.cancelJob(jobs.a);
+    expect(await states([jobs.a, jobs.b, jobs.c, jobs.d, jobs.free])).toEqual(['cancelled', 'cancelled', 'cancelled', 'cancelled', 'pending']);
+    expect((await t.client.getJob(jobs.b)).lastError).toBe(`cancelled: dependency job ${jobs.a} was cancelled`);
+    expect((await t.client.getJob(jobs.c)).lastError).toBe(`cancelled: dependency job ${jobs.b} was cancelled`);
+    expect((await t.client.getJob(jobs.d)).lastError).toMatch(/^cancelled: dependency job \d+ was cancelled$/);
+  });
+
+  it('cancelling a middle job leaves its dependencies alone', async () => {
+    const { jobs } = await chain();
+    await t.client.cancelJob(jobs.b);
+    expect(await states([jobs.a, jobs.b, jobs.c, jobs.d])).toEqual(['pending', 'cancelled', 'cancelled', 'cancelled']);
+  });
+
+  it('dropping a job cancels its dependents ("was dropped") and deletes its edges', async () => {
+    const { jobs } = await chain();
+    await t.client.dropJob(jobs.a);
+    expect(await states([jobs.a, jobs.b, jobs.c, jobs.d])).toEqual(['gone', 'cancelled', 'cancelled', 'cancelled']);
+    expect((await t.client.getJob(jobs.b)).lastError).toBe(`cancelled: dependency job ${jobs.a} was dropped`);
+    const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".job_deps WHERE job_id = $1 OR depends_on = $1`, [jobs.a]);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('purging a dead job cancels its waiting dependents too', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({ nodes: { a: { task: 'x', queue: 'purgeq' }, b: { task: 'x', queue: 'purgeq', dependsOn: ['a'] } } });
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['purgeq'], tasks: null, limit: 1 });
+    await jobFailMany(t.db, [{ ...claimed, error: 'boom', permanent: true, outcome: 'failed' }]);
+    expect(await t.client.purgeDead({ ids: [jobs.a] })).toEqual([jobs.a]);
+    expect(await t.client.getJob(jobs.b)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${jobs.a} was dropped` });
+  });
+});
+
+describe('cancel cascade races: a dependent attached while the cascade runs is cancelled too', () => {
+  const actions = {
+    cancel: { state: 'pending' as const, verb: 'cancelled', run: (db: typeof t.db, id: number) => cancelJob(db, id) },
+    drop: { state: 'pending' as const, verb: 'dropped', run: (db: typeof t.db, id: number) => dropJob(db, id) },
+    purge: { state: 'dead' as const, verb: 'dropped', run: (db: typeof t.db, id: number) => purgeDead(db, { ids: [id] }) },
+  };
+
+  it.each(Object.keys(actions) as (keyof typeof actions)[])(
+    '%s of X waits for the open enqueue of a dependent of X; after it commits, the dependent is cancelled',
+    async (name) => {
+      const action = actions[name];
+      const parent = await insertJob(t.pool, t.schema, { task: 'x', queue: 'never', state: action.state });
+      await withTwoConnections(async (enqueuer, canceller, waitUntilBlocked) => {
+        await enqueuer.query('BEGIN');
+        const child = await t.client.enqueue({ task: 'x', queue: 'never', dependsOn: [parent.id] }, { client: enqueuer });
+        const cascade = action.run(t.db.on(canceller), parent.id);
+        await waitUntilBlocked(); // on X's row, which the enqueue locked to attach the dependent
+        await enqueuer.query('COMMIT');
+        await cascade;
+        expect(await t.client.getJob(child.id)).toMatchObject({
+          state: 'cancelled',
+          lastError: `cancelled: dependency job ${parent.id} was ${action.verb}`,
+        });
+        if (name !== 'cancel') {
+          const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".job_deps WHERE depends_on = $1`, [parent.id]);
+          expect(rows[0].n).toBe(0); // the edge attached during the wait went with the dropped job
+        }
+      });
+    },
+  );
+
+  it('two levels: a job attached to a dependent while the cascade waits for that dependent is cancelled too', async () => {
+    const parent = await t.client.enqueue({ task: 'x', queue: 'never' });
+    const middle = await t.client.enqueue({ task: 'x', queue: 'never', dependsOn: [parent.id] });
+    await withTwoConnections(async (enqueuer, canceller, waitUntilBlocked) => {
+      await enqueuer.query('BEGIN');
+      const grandchild = await t.client.enqueue({ task: 'x', queue: 'never', dependsOn: [middle.id] }, { client: enqueuer });
+      const cancel = cancelJob(t.db.on(canceller), parent.id);
+      await waitUntilBlocked(); // the cascade reached the middle job, which the enqueue locked
+      await enqueuer.query('COMMIT');
+      await cancel;
+      expect(await t.client.getJob(middle.id)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${parent.id} was cancelled` });
+      expect(await t.client.getJob(grandchild.id)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${middle.id} was cancelled` });
+    });
+  });
+});
+
+describe('retry and replay of a job with dependencies re-check them', () => {
+  it('a cascade-cancelled dependent retried while a dependency is pending waits (blocked while one is cancelled), then runs after them', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry1' }, y: { task: 'x', queue: 'retry1' }, d: { task: 'x', queue: 'retry1', dependsOn: ['x', 'y'] } },
+    });
+    await t.client.cancelJob(jobs.y);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'cancelled', lastError: `cancelled: dependency job ${jobs.y} was cancelled` });
+
+    await t.client.retryJob(jobs.d);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 2, blockedReason: `blocked: job ${jobs.y} is cancelled` });
+    await t.client.retryJob(jobs.y);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 2, blockedReason: null });
+
+    expect((await completeReady('retry1')).sort()).toEqual([jobs.x, jobs.y].sort());
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+    expect(await completeReady('retry1')).toEqual([jobs.d]);
+  });
+
+  it('retried while a dependency is dead: waiting and blocked; replaying the dependency clears the reason and its success releases it', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry2' }, d: { task: 'x', queue: 'retry2', dependsOn: ['x'] } },
+    });
+    await killReady('retry2');
+    await t.client.cancelJob(jobs.d);
+    await t.client.retryJob(jobs.d);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 1, blockedReason: `blocked: job ${jobs.x} is dead` });
+
+    await t.client.replayJob(jobs.x);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'waiting', pendingDeps: 1, blockedReason: null });
+    expect(await completeReady('retry2')).toEqual([jobs.x]);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+  });
+
+  it('every dependency completed: pending, as before', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry3' }, d: { task: 'x', queue: 'retry3', dependsOn: ['x'] } },
+    });
+    await completeReady('retry3');
+    await killReady('retry3');
+    await t.client.replayJob(jobs.d);
+    expect(await t.client.getJob(jobs.d)).toMatchObject({ state: 'pending', pendingDeps: 0, blockedReason: null, replayCount: 1 });
+  });
+
+  it('a dependent blocked by two dead jobs stays blocked, by the other one, when one of them is replayed', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { x: { task: 'x', queue: 'retry4' }, y: { task: 'x', queue: 'retry4b' }, d: { task: 'x', queue: 'retry4', dependsOn: ['x', 'y'] } },
+    });
+    await killReady('retry4');
+    await killReady('retry4b');
+    expect((await t.client.getJob(jobs.d)).blockedReason).toBe(`blocked: job ${jobs.y} is dead`); // the later one
+    await t.client.replayJob(jobs.y);
+    expect((await t.client.getJob(jobs.d)).blockedReason).toBe(`blocked: job ${jobs.x} is dead`);
+    expect(await t.client.replayDead({ ids: [jobs.x] })).toEqual([jobs.x]);
+    expect((await t.client.getJob(jobs.d)).blockedReason).toBeNull();
+  });
+
+  it('a completion of the dependency in flight: the retry waits for it and sees it completed', async () => {
+    const x = await t.client.enqueue({ task: 'x', queue: 'retry5' });
+    const d = await t.client.enqueue({ task: 'x', queue: 'retry5', dependsOn: [x.id] });
+    await t.client.cancelJob(d.id);
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['retry5'], tasks: null, limit: 1 });
+    await withTwoConnections(async (completer, retrier, waitUntilBlocked) => {
+      await completer.query('BEGIN');
+      await jobCompleteMany(t.db.on(completer), [claimed], null); // releases nothing: d is cancelled
+      const retry = retryJob(t.db.on(retrier), d.id);
+      await waitUntilBlocked();
+      await completer.query('COMMIT');
+      await retry;
+    });
+    expect(await t.client.getJob(d.id)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+  });
+
+  it('a completion that starts while the retry is open waits for it, then releases the retried job', async () => {
+    const x = await t.client.enqueue({ task: 'x', queue: 'retry6' });
+    const d = await t.client.enqueue({ task: 'x', queue: 'retry6', dependsOn: [x.id] });
+    await t.client.cancelJob(d.id);
+    const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['retry6'], tasks: null, limit: 1 });
+    await withTwoConnections(async (retrier, completer, waitUntilBlocked) => {
+      await retrier.query('BEGIN');
+      await retryJob(t.db.on(retrier), d.id);
+      const completion = jobCompleteMany(t.db.on(completer), [claimed], null);
+      await waitUntilBlocked(); // on x, which the retry locked FOR SHARE
+      await retrier.query('COMMIT');
+      expect(await completion).toEqual(new Set([x.id]));
+    });
+    expect(await t.client.getJob(d.id)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+  });
+
+  it('a pending or dead job with a dependency not completed (left so by a retry from before the re-check) waits too, and says so', async () => {
+    const x = await t.client.enqueue({ task: 'x', queue: 'retry7x' });
+    const pending = await t.client.enqueue({ task: 'x', queue: 'retry7', dependsOn: [x.id] });
+    const dead = await t.client.enqueue({ task: 'x', queue: 'retry7dead', dependsOn: [x.id] });
+    await t.client.cancelJob(x.id); // cancels both dependents
+    // What retry did before migration 0004: pending, whatever the dependencies.
+    await t.pool.query(
+      `UPDATE "${t.schema}".jobs SET state = 'pending', run_at = now(), finished_at = NULL, attempt = 0 WHERE id = ANY($1::bigint[])`,
+      [[pending.id, dead.id]],
+    );
+    await killReady('retry7dead');
+    expect(await states([pending.id, dead.id])).toEqual(['pending', 'dead']);
+
+    const waiting = { state: 'waiting', pendingDeps: 1, blockedReason: `blocked: job ${x.id} is cancelled` };
+    expect(await t.client.retryJob(pending.id)).toEqual(waiting);
+    expect(await t.client.replayJob(dead.id)).toEqual(waiting);
+    expect(await t.client.getJob(dead.id)).toMatchObject({ ...waiting, attempt: 0, replayCount: 1 });
+
+    expect(await t.client.retryJob(x.id)).toEqual({ state: 'pending', pendingDeps: 0, blockedReason: null });
+    expect(await completeReady('retry7x')).toEqual([x.id]);
+    expect(await states([pending.id, dead.id])).toEqual(['pending', 'pending']);
+  });
+});
