@@ -26,8 +26,13 @@ export interface WorkerPoolOptions {
   queueConcurrency: Readonly<Record<string, number>>;
 }
 
+/** A claimed job with when its lease was granted or last renewed (Date.now() ms, when the request was sent). */
+interface HeldJob extends ClaimedJob {
+  leaseGrantedAt: number;
+}
+
 interface RunningJob {
-  job: ClaimedJob;
+  job: HeldJob;
   /** made when the handler first reads its signal: most handlers never do, and it costs on every job */
   controller: AbortController | undefined;
   abortReason: JobAbort | undefined;
@@ -48,7 +53,7 @@ function signalOf(entry: RunningJob): AbortSignal {
  * buffer; each runs with an AbortSignal that fires on timeout, cancellation, a lost lease or shutdown.
  */
 export class WorkerPool {
-  private readonly buffer: ClaimedJob[] = [];
+  private readonly buffer: HeldJob[] = [];
   private readonly running = new Map<number, RunningJob>();
   private readonly runningPerQueue = new Map<string, number>();
   private claimsInFlight = 0;
@@ -56,8 +61,6 @@ export class WorkerPool {
   private wokenWhileBusy = false;
   private readonly claims = new Set<Promise<void>>();
   private stopped = false;
-  /** when each held job's lease was granted or last renewed (the time the request was sent) */
-  private readonly leaseGrantedAt = new WeakMap<ClaimedJob, number>();
   private idleWaiters: (() => void)[] = [];
   private readonly tasks: string[] | null;
   private readonly hasQueueLimits: boolean;
@@ -78,9 +81,8 @@ export class WorkerPool {
    */
   heldLeases(grantedBefore = Infinity): HeldRun[] {
     const refs: HeldRun[] = [];
-    const add = (job: ClaimedJob) => {
-      const grantedAt = this.leaseGrantedAt.get(job) ?? 0;
-      if (grantedAt < grantedBefore) refs.push({ id: job.id, leaseEpoch: job.leaseEpoch, grantedAt });
+    const add = (job: HeldJob) => {
+      if (job.leaseGrantedAt < grantedBefore) refs.push({ id: job.id, leaseEpoch: job.leaseEpoch, grantedAt: job.leaseGrantedAt });
     };
     for (const job of this.buffer) add(job);
     for (const { job, settled } of this.running.values()) if (!settled) add(job);
@@ -91,8 +93,8 @@ export class WorkerPool {
   /** The leases of these runs (from heldLeases) were renewed at `at`, the time the renewal was sent. */
   leasesRenewed(runs: readonly HeldRun[], at: number): void {
     const renewed = new Set(runs.map((run) => run.id));
-    for (const job of this.buffer) if (renewed.has(job.id)) this.leaseGrantedAt.set(job, at);
-    for (const { job } of this.running.values()) if (renewed.has(job.id)) this.leaseGrantedAt.set(job, at);
+    for (const job of this.buffer) if (renewed.has(job.id)) job.leaseGrantedAt = at;
+    for (const { job } of this.running.values()) if (renewed.has(job.id)) job.leaseGrantedAt = at;
     for (const run of runs) run.grantedAt = at; // the unwritten runs are the completer's own objects
   }
 
@@ -156,8 +158,9 @@ export class WorkerPool {
       return;
     }
     for (const job of jobs) {
-      this.leaseGrantedAt.set(job, askedAt);
-      this.buffer.push(job);
+      const held = job as HeldJob;
+      held.leaseGrantedAt = askedAt;
+      this.buffer.push(held);
     }
     this.dispatch();
     // A full batch means more may be waiting; a wake-up that came meanwhile may have missed this claim's snapshot.
@@ -184,7 +187,7 @@ export class WorkerPool {
     }
   }
 
-  private start(job: ClaimedJob): void {
+  private start(job: HeldJob): void {
     const timeoutMs = job.timeoutMs ?? this.options.defaultTimeoutMs;
     const entry: RunningJob = {
       job,
@@ -233,7 +236,7 @@ export class WorkerPool {
     const { job } = entry;
     this.running.delete(job.id);
     if (this.hasQueueLimits) this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
-    const run = { id: job.id, leaseEpoch: job.leaseEpoch, grantedAt: this.leaseGrantedAt.get(job) };
+    const run = { id: job.id, leaseEpoch: job.leaseEpoch, grantedAt: job.leaseGrantedAt };
     const { completer } = this.options;
     const error = outcome.ok ? undefined : outcome.error;
     if (outcome.ok) {
@@ -273,7 +276,7 @@ export class WorkerPool {
     await jobReleaseMany(this.options.db, released);
   }
 
-  private takeBuffered(match: (job: ClaimedJob) => boolean): ClaimedJob[] {
+  private takeBuffered(match: (job: HeldJob) => boolean): HeldJob[] {
     const taken = this.buffer.filter(match);
     for (const job of taken) this.buffer.splice(this.buffer.indexOf(job), 1);
     return taken;
