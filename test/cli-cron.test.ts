@@ -160,7 +160,7 @@ describe('wida cron', () => {
 
 describe('wida workers: the leader', () => {
   it('marks the agent that leads, in the table and as `leader` in --json', async () => {
-    const agent = (id: string, pid: number) => ({ id, host: 'box', pid, version: '0.1.0', queues: null, concurrency: 4 });
+    const agent = (id: string, pid: number) => ({ id, host: 'box', pid, version: '0.1.0', queues: null, concurrency: 4, heartbeatIntervalMs: 5_000 });
     await agentHeartbeat(t.db, agent('follower', 201), 'running');
     await agentHeartbeat(t.db, agent('boss', 202), 'running');
     await leaderAttemptElect(t.db, 'boss');

@@ -370,12 +370,17 @@ describe('wida dlq', () => {
 });
 
 describe('wida workers', () => {
-  it('lists agents with heartbeat age and alive or dead', async () => {
-    const agent = (id: string, pid: number) => ({ id, host: 'box', pid, version: '0.1.0', queues: id === 'quiet' ? ['emails'] : null, concurrency: 4 });
+  it('lists agents with heartbeat age and alive or dead, judged by each agent\'s own heartbeat interval', async () => {
+    const agent = (id: string, pid: number, heartbeatIntervalMs: number | null = 5_000) =>
+      ({ id, host: 'box', pid, version: '0.1.0', queues: id === 'quiet' ? ['emails'] : null, concurrency: 4, heartbeatIntervalMs });
     await agentHeartbeat(t.db, agent('busy', 101), 'running');
     await agentHeartbeat(t.db, agent('quiet', 102), 'running');
     await agentHeartbeat(t.db, agent('gone', 103), 'stopped');
-    await t.pool.query(`UPDATE "${t.schema}".agents SET heartbeat_at = now() - interval '1 minute' WHERE id = 'quiet'`);
+    // Beats every 30 s: one minute of silence is two missed beats, still alive.
+    await agentHeartbeat(t.db, agent('patient', 104, 30_000), 'running');
+    // Registered before agents recorded their interval: judged by the default, 5 s.
+    await agentHeartbeat(t.db, agent('legacy', 105, null), 'running');
+    await t.pool.query(`UPDATE "${t.schema}".agents SET heartbeat_at = now() - interval '1 minute' WHERE id IN ('quiet', 'patient', 'legacy')`);
 
     const rows = await widaJson(['workers']);
     const byId = Object.fromEntries(rows.map((row: { id: string; alive: boolean }) => [row.id, row]));
@@ -383,6 +388,8 @@ describe('wida workers', () => {
     expect(byId.quiet).toMatchObject({ alive: false, queues: ['emails'] });
     expect(byId.quiet.heartbeatAgeMs).toBeGreaterThanOrEqual(60_000);
     expect(byId.gone).toMatchObject({ alive: false, state: 'stopped' });
+    expect(byId.patient).toMatchObject({ alive: true, heartbeatIntervalMs: 30_000 });
+    expect(byId.legacy).toMatchObject({ alive: false, heartbeatIntervalMs: null });
 
     const table = await wida(['workers']);
     expect(table.stdout).toMatch(/busy\s+box\s+101\s+\(all\)\s+4\s+running\s+\S+ ago\s+alive/);

@@ -39,6 +39,11 @@ async function tables(schema: string): Promise<string[]> {
   return rows.map((row) => row.table_name);
 }
 
+async function agentColumns(schema: string): Promise<string[]> {
+  const { rows } = await pool.query(`SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'agents'`, [schema]);
+  return rows.map((row) => row.column_name);
+}
+
 async function functions(schema: string): Promise<string[]> {
   const { rows } = await pool.query(
     `SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1 ORDER BY 1`,
@@ -55,7 +60,7 @@ async function schemaExists(schema: string): Promise<boolean> {
 describe('migrateUp / migrateDown', () => {
   it('migrateUp on a fresh schema creates the tables and the retry_delay function; a second run applies nothing', async () => {
     const schema = freshSchema();
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5]);
     expect(await tables(schema)).toEqual(['agents', 'cron_schedules', 'job_deps', 'jobs', 'leader', 'migrations', 'queues', 'workflows']);
     expect(await functions(schema)).toEqual(['block_dependents', 'cancel_dependents', 'delete_edges', 'release_dependents', 'retry_delay', 'unblock_dependents']);
     const { rows } = await pool.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1`, [schema]);
@@ -68,6 +73,8 @@ describe('migrateUp / migrateDown', () => {
   it('migrateDown reverts (tables and function gone); migrateUp again gives a working schema', async () => {
     const schema = freshSchema();
     await migrateUp(url, schema);
+    expect(await migrateDown(url, schema)).toEqual([5]);
+    expect(await agentColumns(schema)).not.toContain('heartbeat_interval_ms');
     expect(await migrateDown(url, schema)).toEqual([4]);
     expect(await functions(schema)).toEqual(['block_dependents', 'release_dependents', 'retry_delay']);
     expect(await migrateDown(url, schema)).toEqual([3]);
@@ -79,7 +86,7 @@ describe('migrateUp / migrateDown', () => {
     expect(await functions(schema)).toEqual([]);
     expect(await migrateDown(url, schema)).toEqual([]);
 
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5]);
     const client = createClient({ pool, schema });
     const { id } = await client.enqueue({ task: 'after_remigrate', payload: { ok: true } });
     expect(await client.getJob(id)).toMatchObject({ state: 'pending', payload: { ok: true } });
@@ -87,23 +94,23 @@ describe('migrateUp / migrateDown', () => {
 
   it('migrationStatus lists every known migration with when it was applied', async () => {
     const schema = freshSchema();
-    const pending = [{ version: 1, name: 'core', appliedAt: null }, { version: 2, name: 'scheduler', appliedAt: null }, { version: 3, name: 'workflows', appliedAt: null }, { version: 4, name: 'dag_fixes', appliedAt: null }];
+    const pending = [{ version: 1, name: 'core', appliedAt: null }, { version: 2, name: 'scheduler', appliedAt: null }, { version: 3, name: 'workflows', appliedAt: null }, { version: 4, name: 'dag_fixes', appliedAt: null }, { version: 5, name: 'agent_heartbeat_interval', appliedAt: null }];
     expect(await migrationStatus(url, schema)).toEqual(pending);
     await migrateUp(url, schema);
     const [status] = await migrationStatus(url, schema);
     expect(status).toMatchObject({ version: 1, name: 'core' });
     expect(status.appliedAt).toBeInstanceOf(Date);
-    await migrateDown(url, schema, 4);
+    await migrateDown(url, schema, 5);
     expect(await migrationStatus(url, schema)).toEqual(pending);
   });
 
   it('two concurrent migrateUp calls on one fresh schema both succeed and apply each migration once', async () => {
     const schema = freshSchema();
     const results = await Promise.all([migrateUp(url, schema), migrateUp(url, schema), migrateUp(url, schema)]);
-    expect(results.flat()).toEqual([1, 2, 3, 4]);
+    expect(results.flat()).toEqual([1, 2, 3, 4, 5]);
     expect(results.filter((applied) => applied.length === 0)).toHaveLength(2);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
   });
 
   it('a failing migration is rolled back whole and reported as a MigrationError; earlier ones stay applied', async () => {
@@ -155,14 +162,14 @@ describe('a schema newer than this Wida', () => {
     expect(error).toMatchObject({ code: 'SCHEMA_TOO_NEW', databaseVersion: 9999, knownVersion: latestVersion() });
     expect(error.message).toMatch(/migration 9999/);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 9999 }]);
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 9999 }]);
   });
 
   it('migrationStatus shows the unknown migration', async () => {
     const schema = await tooNewSchema();
     const status = await migrationStatus(url, schema);
-    expect(status.map((s) => s.version)).toEqual([1, 2, 3, 4, 9999]);
-    expect(status[4].name).toMatch(/unknown/);
+    expect(status.map((s) => s.version)).toEqual([1, 2, 3, 4, 5, 9999]);
+    expect(status.at(-1)!.name).toMatch(/unknown/);
   });
 
   it('an agent refuses to start on it (migrate: true or false), and stop() after the failed start is harmless', async () => {
@@ -201,6 +208,6 @@ describe('schema names', () => {
   it('a 47-character lowercase name is accepted', async () => {
     const schema = `mig_${randomBytes(4).toString('hex')}_`.padEnd(47, 'z');
     created.push(schema);
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5]);
   });
 });

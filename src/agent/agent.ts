@@ -87,7 +87,16 @@ export function createAgent(options: AgentOptions): Agent {
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   // A bad schedule is the caller's error at createAgent, not a failed start.
   options.cronSchedules?.forEach((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i}: `));
-  const info: AgentInfo = { id, host: hostname(), pid: process.pid, version: WIDA_VERSION, queues: options.queues ? [...options.queues] : null, concurrency };
+  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.min(5_000, leaseMs / 3);
+  const info: AgentInfo = {
+    id,
+    host: hostname(),
+    pid: process.pid,
+    version: WIDA_VERSION,
+    queues: options.queues ? [...options.queues] : null,
+    concurrency,
+    heartbeatIntervalMs: Math.ceil(heartbeatIntervalMs),
+  };
 
   let pool: pg.Pool | undefined;
   let workers: WorkerPool | undefined;
@@ -197,7 +206,7 @@ export function createAgent(options: AgentOptions): Agent {
       agent: info,
       pool: workers,
       leaseMs,
-      intervalMs: options.heartbeatIntervalMs ?? Math.min(5_000, leaseMs / 3),
+      intervalMs: heartbeatIntervalMs,
       logger,
       state: () => (state === 'running' ? 'running' : 'draining'),
     });

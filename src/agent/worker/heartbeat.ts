@@ -25,10 +25,11 @@ export function createHeartbeat(options: {
     options.intervalMs,
     async () => {
       await agentHeartbeat(db, agent, options.state());
-      // A lease granted within the last half interval is renewed at the next beat instead: it is still
-      // renewed at least 1.5 intervals before it expires (the interval is at most a third of the lease).
+      // A lease granted within the last quarter interval (a claim that landed just before this beat) is
+      // renewed at the next beat instead: at most 1.25 intervals after it was granted, so at least 1.75
+      // intervals before it expires (the interval is at most a third of the lease).
       const askedAt = Date.now();
-      const held = pool.heldLeases(askedAt - options.intervalMs / 2);
+      const held = pool.heldLeases(askedAt - options.intervalMs / 4);
       if (held.length === 0) return;
       const stillHeld = await jobExtendLeases(db, held, leaseMs);
       pool.leasesRenewed(held.filter((run) => stillHeld.has(run.id)), askedAt);

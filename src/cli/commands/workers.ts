@@ -1,13 +1,6 @@
 import type { Argv } from 'yargs';
-import type { AgentRow } from '../../shared/admin.js';
-import { configFromFlags, withClient, type CommonFlags } from '../context.js';
+import { withClient, type CommonFlags } from '../context.js';
 import { formatDuration, formatTime, printJson, printTable } from '../format.js';
-
-/** An agent beats every min(5 s, lease / 3); three missed beats, or a stopped state, mean it is gone. */
-export function isAgentAlive(agent: AgentRow, leaseMs: number): boolean {
-  const heartbeatIntervalMs = Math.min(5_000, leaseMs / 3);
-  return agent.state !== 'stopped' && agent.heartbeatAgeMs <= 3 * heartbeatIntervalMs;
-}
 
 export function workersCommand(yargs: Argv<CommonFlags>) {
   return yargs.command(
@@ -15,9 +8,9 @@ export function workersCommand(yargs: Argv<CommonFlags>) {
     'list agents: host, pid, queues, heartbeat age, alive or dead, which one leads',
     (y) => y.example('$0 workers', 'every agent that has registered').example('$0 workers --json', 'as JSON'),
     async (argv) => {
-      const leaseMs = configFromFlags(argv).WIDA_LEASE;
+      // Alive is judged in the query, by each agent's own heartbeat interval (three beats missed at most).
       const agents = await withClient(argv, ({ client }) => client.listAgents());
-      const rows = agents.map((agent) => ({ ...agent, alive: isAgentAlive(agent, leaseMs), leader: agent.isLeader }));
+      const rows = agents.map((agent) => ({ ...agent, leader: agent.isLeader }));
       if (argv.json) return printJson(rows);
       printTable(
         rows,

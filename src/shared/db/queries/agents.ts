@@ -8,18 +8,20 @@ export interface AgentInfo {
   version: string;
   queues: string[] | null;
   concurrency: number;
+  /** how often the agent beats; readers judge it alive by this (null: rows from before the agent said) */
+  heartbeatIntervalMs: number | null;
 }
 
 const HEARTBEAT = statement(
   'agent_heartbeat',
-  `INSERT INTO @.agents (id, host, pid, version, queues, concurrency, state)
-   VALUES ($1, $2, $3, $4, $5, $6, $7)
-   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), state = EXCLUDED.state`,
+  `INSERT INTO @.agents (id, host, pid, version, queues, concurrency, state, heartbeat_interval_ms)
+   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+   ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), state = EXCLUDED.state, heartbeat_interval_ms = EXCLUDED.heartbeat_interval_ms`,
 );
 
 /** Records that the agent is alive (and registers it on the first beat). */
 export async function agentHeartbeat(db: SchemaDb, agent: AgentInfo, state: 'running' | 'draining' | 'stopped'): Promise<void> {
-  await db.rows(HEARTBEAT, [agent.id, agent.host, agent.pid, agent.version, agent.queues, agent.concurrency, state]);
+  await db.rows(HEARTBEAT, [agent.id, agent.host, agent.pid, agent.version, agent.queues, agent.concurrency, state, agent.heartbeatIntervalMs]);
 }
 
 export interface AgentRow extends AgentInfo {
@@ -27,13 +29,20 @@ export interface AgentRow extends AgentInfo {
   startedAt: Date;
   heartbeatAt: Date;
   heartbeatAgeMs: number;
+  /** not stopped, and its last beat is at most three of its own intervals old */
+  alive: boolean;
   /** this agent leads now (runs cron, rescue and retention) */
   isLeader: boolean;
 }
 
+/** The interval of an agent with the default lease (30 s): min(5 s, lease / 3). */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 5_000;
+
 const LIST = statement(
   'agent_list',
   `SELECT a.*, (extract(epoch FROM now() - a.heartbeat_at) * 1000)::bigint AS heartbeat_age_ms,
+          a.state <> 'stopped'
+            AND a.heartbeat_at >= now() - 3 * coalesce(a.heartbeat_interval_ms, ${DEFAULT_HEARTBEAT_INTERVAL_MS}) * interval '1 millisecond' AS alive,
           EXISTS (SELECT 1 FROM @.leader l WHERE l.agent_id = a.id) AS is_leader
      FROM @.agents a ORDER BY a.started_at DESC`,
 );
@@ -47,10 +56,12 @@ export async function agentList(db: SchemaDb): Promise<AgentRow[]> {
     version: row.version,
     queues: row.queues,
     concurrency: row.concurrency,
+    heartbeatIntervalMs: row.heartbeat_interval_ms,
     state: row.state,
     startedAt: row.started_at,
     heartbeatAt: row.heartbeat_at,
     heartbeatAgeMs: Number(row.heartbeat_age_ms),
+    alive: row.alive,
     isLeader: row.is_leader,
   }));
 }
