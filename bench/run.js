@@ -5,7 +5,8 @@
 //                                 [--prefetch 1000] [--only wida,graphile,pgboss] [--json FILE] [--keep]
 //
 // For each system, one after another, in its own freshly created database (wida_bench_<system>):
-//   warm-up    start a worker, push a few hundred jobs through it, take a few latency samples, stop it
+//   warm-up    start a worker, push --warmup jobs through it (default: as many as --jobs, so the first big batch,
+//              its JIT and heap growth, is not what measure 2 times), take a few latency samples, stop it
 //   1. enqueue --single jobs one at a time, each awaited, on a one-connection pool        (jobs/s)
 //   2. enqueue --jobs jobs in one batch call                                                (jobs/s)
 //   3. delete all jobs, enqueue --jobs (not timed), ANALYZE (unless --skip-analyze: then whatever the
@@ -35,7 +36,8 @@ const { values: args } = parseArgs({
     'latency-samples': { type: 'string', default: '300' },
     concurrency: { type: 'string', default: '24' },
     prefetch: { type: 'string', default: '1000' },
-    warmup: { type: 'string', default: '1000' },
+    // default: the --jobs count (see the header)
+    warmup: { type: 'string' },
     only: { type: 'string', default: ALL_SYSTEMS.join(',') },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -70,7 +72,7 @@ const cfg = {
   latencySamples: positiveInt('latency-samples'),
   concurrency: positiveInt('concurrency'),
   prefetch: positiveInt('prefetch'),
-  warmup: positiveInt('warmup'),
+  warmup: args.warmup === undefined ? positiveInt('jobs') : positiveInt('warmup'),
 };
 const only = args.only.split(',').map((s) => s.trim()).filter(Boolean);
 for (const name of only) {

@@ -157,6 +157,26 @@ describe('enqueue many', () => {
     }
   });
 
+  it('a batch whose rows set different fields stores each row with its own fields and defaults for the rest', async () => {
+    const before = Date.now();
+    const [plain, scheduled, tuned] = await t.client.enqueueMany([
+      { task: 'shape_plain' },
+      { task: 'shape_scheduled', priority: 'critical', delay: '1h', timeout: '5s' },
+      { task: 'shape_tuned', queue: 'shape_q', maxAttempts: 2, backoff: { strategy: 'fixed', base: '3s', factor: 3, maxInterval: '1m', jitter: 0 } },
+    ]);
+    const defaults = { queue: 'default', max_attempts: 5, timeout_ms: null, backoff_strategy: 'exponential', backoff_base_ms: 5000,
+      backoff_factor: 2, backoff_max_ms: 3_600_000, idempotency_key: null };
+    expect(await rawJob(t.pool, t.schema, plain.id)).toMatchObject({ ...defaults, priority: 1 });
+    const late = await rawJob(t.pool, t.schema, scheduled.id);
+    expect(late).toMatchObject({ ...defaults, priority: 3, timeout_ms: 5_000 });
+    expect(late!.run_at.getTime()).toBeGreaterThanOrEqual(before + 3_600_000 - 1_000);
+    expect(await rawJob(t.pool, t.schema, tuned.id)).toMatchObject({
+      ...defaults, queue: 'shape_q', priority: 1, max_attempts: 2, backoff_strategy: 'fixed', backoff_base_ms: 3_000,
+      backoff_factor: 3, backoff_max_ms: 60_000, backoff_jitter: 0,
+    });
+    expect((await rawJob(t.pool, t.schema, plain.id))!.run_at.getTime()).toBeLessThan(before + 60_000);
+  });
+
   it('an empty batch sends nothing and returns []', async () => {
     const recorder = countingQueryable();
     expect(await t.client.enqueueMany([], { client: recorder })).toEqual([]);

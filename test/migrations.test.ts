@@ -9,6 +9,7 @@ import { createClient } from '../src/shared/client.js';
 import { latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus } from '../src/shared/db/migrate.js';
 import { ConfigError, MigrationError, SchemaTooNewError } from '../src/shared/errors.js';
 import { silentLogger } from '../src/shared/logger.js';
+import { JOB_DEFAULTS } from '../src/shared/job-spec.js';
 
 let url: string;
 let pool: pg.Pool;
@@ -68,6 +69,30 @@ describe('migrateUp / migrateDown', () => {
       expect.arrayContaining(['jobs_claim_order', 'jobs_cron_slot', 'jobs_idempotency_key', 'jobs_lease_expiry', 'jobs_pkey']),
     );
     expect(await migrateUp(url, schema)).toEqual([]);
+  });
+
+  it('the jobs table defaults are JOB_DEFAULTS (a batch insert leaves unset columns to the table)', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    const { rows } = await pool.query(
+      `SELECT column_name, column_default FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'jobs'`,
+      [schema],
+    );
+    const defaults = Object.fromEntries(rows.map((row) => [row.column_name, row.column_default]));
+    expect(defaults).toMatchObject({
+      queue: `'${JOB_DEFAULTS.queue}'::text`,
+      priority: String(JOB_DEFAULTS.priority),
+      max_attempts: String(JOB_DEFAULTS.maxAttempts),
+      backoff_strategy: `'${JOB_DEFAULTS.backoffStrategy}'::text`,
+      backoff_base_ms: String(JOB_DEFAULTS.backoffBaseMs),
+      backoff_factor: String(JOB_DEFAULTS.backoffFactor),
+      backoff_max_ms: String(JOB_DEFAULTS.backoffMaxMs),
+      backoff_jitter: String(JOB_DEFAULTS.backoffJitter),
+      run_at: 'now()',
+      payload: `'null'::jsonb`,
+    });
+    expect(defaults.timeout_ms).toBeNull();
+    expect(defaults.idempotency_key).toBeNull();
   });
 
   it('migrateDown reverts (tables and function gone); migrateUp again gives a working schema', async () => {
