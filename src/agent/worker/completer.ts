@@ -4,7 +4,7 @@ import { isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { storableJson, storableText } from '../../shared/storable.js';
 
-/** A run whose lease the agent holds, with when that lease was granted or last renewed (Date.now() ms). */
+/** A run whose lease the agent holds, with when that lease was granted or last renewed (performance.now() ms). */
 export interface HeldRun extends LeaseRef {
   grantedAt?: number;
 }

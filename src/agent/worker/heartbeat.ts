@@ -24,11 +24,14 @@ export function createHeartbeat(options: {
     'heartbeat',
     options.intervalMs,
     async () => {
-      await agentHeartbeat(db, agent, options.state());
+      // The leases matter more than the agents row: renew them even when that write fails.
+      await agentHeartbeat(db, agent, options.state()).catch((error) =>
+        logger.error('heartbeat row not written; renewing leases anyway', { error: (error as Error).message }),
+      );
       // A lease granted within the last quarter interval (a claim that landed just before this beat) is
       // renewed at the next beat instead: at most 1.25 intervals after it was granted, so at least 1.75
       // intervals before it expires (the interval is at most a third of the lease).
-      const askedAt = Date.now();
+      const askedAt = performance.now();
       const held = pool.heldLeases(askedAt - options.intervalMs / 4);
       if (held.length === 0) return;
       const stillHeld = await jobExtendLeases(db, held, leaseMs);

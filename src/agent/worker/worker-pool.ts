@@ -26,7 +26,7 @@ export interface WorkerPoolOptions {
   queueConcurrency: Readonly<Record<string, number>>;
 }
 
-/** A claimed job with when its lease was granted or last renewed (Date.now() ms, when the request was sent). */
+/** A claimed job with when its lease was granted or last renewed (performance.now() ms, when the request was sent: monotonic, so a clock stepped back cannot hold renewals off). */
 interface HeldJob extends ClaimedJob {
   leaseGrantedAt: number;
 }
@@ -76,7 +76,7 @@ export class WorkerPool {
 
   /**
    * Every job this agent holds a lease on: buffered, running, and finished but not yet written; with
-   * `grantedBefore`, only leases granted or renewed before that time (Date.now() ms), so a renewal does not
+   * `grantedBefore`, only leases granted or renewed before that time (performance.now() ms), so a renewal does not
    * rewrite a thousand rows whose leases were granted a moment ago.
    */
   heldLeases(grantedBefore = Infinity): HeldRun[] {
@@ -138,7 +138,7 @@ export class WorkerPool {
     this.claimsInFlight++;
     this.reserved += limit;
     let jobs: ClaimedJob[] = [];
-    const askedAt = Date.now();
+    const askedAt = performance.now();
     try {
       jobs = await jobClaimBatch(this.options.db, {
         agentId: this.options.agentId,

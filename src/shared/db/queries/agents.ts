@@ -42,7 +42,7 @@ const LIST = statement(
   'agent_list',
   `SELECT a.*, (extract(epoch FROM now() - a.heartbeat_at) * 1000)::bigint AS heartbeat_age_ms,
           a.state <> 'stopped'
-            AND a.heartbeat_at >= now() - 3 * coalesce(a.heartbeat_interval_ms, ${DEFAULT_HEARTBEAT_INTERVAL_MS}) * interval '1 millisecond' AS alive,
+            AND a.heartbeat_at >= now() - 3 * coalesce(a.heartbeat_interval_ms, ${DEFAULT_HEARTBEAT_INTERVAL_MS})::bigint * interval '1 millisecond' AS alive,
           EXISTS (SELECT 1 FROM @.leader l WHERE l.agent_id = a.id) AS is_leader
      FROM @.agents a ORDER BY a.started_at DESC`,
 );
