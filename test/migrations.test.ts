@@ -230,9 +230,15 @@ describe('schema names', () => {
     },
   );
 
-  it('a 47-character lowercase name is accepted', async () => {
+  it('a 47-character lowercase name is accepted, and jobs are enqueued in it (prepared statement names stay apart)', async () => {
     const schema = `mig_${randomBytes(4).toString('hex')}_`.padEnd(47, 'z');
     created.push(schema);
     expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5]);
+    // Cut at 63 bytes, these statements' names were all "wida_<schema>_job_insert": the second failed.
+    const client = createClient({ pool, schema });
+    const one = await client.enqueue({ task: 'long_schema' });
+    const keyed = await client.enqueue({ task: 'long_schema', idempotencyKey: 'k' });
+    const many = await client.enqueueMany([{ task: 'long_schema' }, { task: 'long_schema', priority: 'high' }]);
+    expect(new Set([one.id, keyed.id, ...many.map((job) => job.id)]).size).toBe(4);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
 
@@ -15,6 +16,8 @@ export interface Statement {
 export function statement(name: string, text: string): Statement {
   return { name, text };
 }
+
+const MAX_IDENTIFIER_BYTES = 63;
 
 // Leaves room for suffixes such as `_jobs` in channel names within PostgreSQL's 63-byte identifier limit.
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,46}$/;
@@ -38,23 +41,39 @@ export class SchemaDb {
     readonly queryable: Queryable,
     readonly schema: string,
     private readonly texts = new Map<Statement, string>(),
+    private readonly names = new Map<Statement, string>(),
   ) {
     validateSchemaName(schema);
   }
 
   /** The same schema through another queryable: a transaction client, say. */
   on(queryable: Queryable): SchemaDb {
-    return new SchemaDb(queryable, this.schema, this.texts);
+    return new SchemaDb(queryable, this.schema, this.texts, this.names);
   }
 
   async rows<R extends pg.QueryResultRow = any>(stmt: Statement, values: unknown[] = []): Promise<R[]> {
-    const result = await this.queryable.query<R>({ name: `wida_${this.schema}_${stmt.name}`, text: this.text(stmt), values });
+    const result = await this.queryable.query<R>({ name: this.preparedName(stmt), text: this.text(stmt), values });
     return result.rows;
   }
 
   async rowCount(stmt: Statement, values: unknown[] = []): Promise<number> {
-    const result = await this.queryable.query({ name: `wida_${this.schema}_${stmt.name}`, text: this.text(stmt), values });
+    const result = await this.queryable.query({ name: this.preparedName(stmt), text: this.text(stmt), values });
     return result.rowCount ?? 0;
+  }
+
+  /**
+   * The prepared statement's name on the server, which cuts names at 63 bytes: with a long schema name,
+   * `job_insert_one` and `job_insert_many_3` would both become `wida_<schema>_job_insert` and the second
+   * would fail as already existing. Names that would be cut are replaced by a hash of the whole name.
+   */
+  private preparedName(stmt: Statement): string {
+    let name = this.names.get(stmt);
+    if (name === undefined) {
+      name = `wida_${this.schema}_${stmt.name}`;
+      if (Buffer.byteLength(name) > MAX_IDENTIFIER_BYTES) name = `wida_${createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
+      this.names.set(stmt, name);
+    }
+    return name;
   }
 
   /** Notification channel names are per schema, so two Wida installations in one database stay apart. */
