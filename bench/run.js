@@ -2,7 +2,7 @@
 // `npm run bench`: Wida side by side with graphile-worker and pg-boss on the local PostgreSQL.
 //
 //   node --expose-gc bench/run.js [--jobs 20000] [--single 2000] [--latency-samples 300] [--concurrency 24]
-//                                 [--prefetch 1000] [--only wida,graphile,pgboss] [--json FILE] [--keep]
+//                                 [--prefetch 1000] [--only wida,graphile,pgboss] [--rounds 1] [--json FILE] [--keep]
 //
 // For each system, one after another, in its own freshly created database (wida_bench_<system>):
 //   warm-up    start a worker, push --warmup jobs through it (default: as many as --jobs, so the first big batch,
@@ -15,6 +15,9 @@
 //      The clock starts just before the worker's start call, so worker start-up is included.
 //   4. with that worker idle: enqueue one job, time from just before the enqueue call to the start of its
 //      handler (timestamp in the payload, same process); --latency-samples times, 5-20 ms apart (ms)
+// --rounds N runs that whole sequence N times, the first system of each round rotating, and prints the median of
+// the rounds in each cell: the systems run one after another, so a slow spell of the disk (each single enqueue
+// waits for its commit's flush) otherwise lands on whichever system ran then.
 // Every handler is a no-op. BENCH_DATABASE_URL picks another server (any database on it; the bench
 // creates and drops its own databases through the `postgres` database there).
 import { writeFileSync } from 'node:fs';
@@ -22,7 +25,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { startCpuCount } from './lib/cpu.js';
 import { checkpoint, dropDatabase, recreateDatabase, serverUrl, serverVersion } from './lib/db.js';
-import { renderTable, summarize } from './lib/report.js';
+import { formatValue, median, renderTable, summarize } from './lib/report.js';
 import * as wida from './systems/wida.js';
 import * as graphile from './systems/graphile.js';
 import * as pgboss from './systems/pgboss.js';
@@ -39,6 +42,7 @@ const { values: args } = parseArgs({
     // default: the --jobs count (see the header)
     warmup: { type: 'string' },
     only: { type: 'string', default: ALL_SYSTEMS.join(',') },
+    rounds: { type: 'string', default: '1' },
     json: { type: 'string' },
     keep: { type: 'boolean', default: false },
     'skip-analyze': { type: 'boolean', default: false },
@@ -73,6 +77,7 @@ const cfg = {
   concurrency: positiveInt('concurrency'),
   prefetch: positiveInt('prefetch'),
   warmup: args.warmup === undefined ? positiveInt('jobs') : positiveInt('warmup'),
+  rounds: positiveInt('rounds'),
 };
 const only = args.only.split(',').map((s) => s.trim()).filter(Boolean);
 for (const name of only) {
@@ -306,12 +311,18 @@ const meta = {
 log(`wida bench: node ${meta.node}, PostgreSQL ${pgVersion}, ${meta.cpus}`);
 log(`jobs ${cfg.jobs}, single ${cfg.single}, latency samples ${cfg.latencySamples}, concurrency ${cfg.concurrency}, prefetch/local queue ${cfg.prefetch}`);
 
-const results = {};
-for (const name of only) results[name] = await benchSystem(name);
+/** Every round's result per system; round r starts with the r-th system, so no system always runs first. */
+const runs = Object.fromEntries(only.map((name) => [name, []]));
+for (let round = 0; round < cfg.rounds; round++) {
+  const order = only.map((_, i) => only[(i + round) % only.length]);
+  if (cfg.rounds > 1) log(`\nround ${round + 1} of ${cfg.rounds}: ${order.join(', ')}`);
+  for (const name of order) runs[name].push(await benchSystem(name));
+}
 const totalSeconds = (now() - started) / 1000;
+const results = Object.fromEntries(only.map((name) => [name, runs[name][0]]));
 
 const columns = ALL_SYSTEMS.filter((n) => only.includes(n)).map((n) => ({ name: n, label: results[n].label }));
-const pick = (fn) => Object.fromEntries(only.map((n) => [n, fn(results[n])]));
+const pick = (fn) => Object.fromEntries(only.map((n) => [n, median(runs[n].map(fn))]));
 const rows = [
   { label: `1. enqueue ${cfg.single}, one at a time`, unit: 'jobs/s', higherIsBetter: true, values: pick((r) => r.enqueueOne?.jobsPerSec) },
   { label: `2. enqueue ${cfg.jobs}, one batch`, unit: 'jobs/s', higherIsBetter: true, values: pick((r) => r.enqueueBatch?.jobsPerSec) },
@@ -328,6 +339,7 @@ const out = [];
 out.push('');
 out.push(`Wida vs graphile-worker vs pg-boss — node ${meta.node}, PostgreSQL ${pgVersion}, ${meta.cpus}`);
 out.push(`concurrency ${cfg.concurrency}, no-op handlers, one fresh database per system, systems run one after another;`);
+if (cfg.rounds > 1) out.push(`${cfg.rounds} rounds, the first system rotating; each cell is the median of the rounds (each round's numbers under Details);`);
 out.push(
   args['skip-analyze']
     ? 'measure 3 ran without ANALYZE after the untimed enqueue (--skip-analyze): tables had no planner statistics'
@@ -351,7 +363,24 @@ for (const name of only) {
 out.push('');
 out.push('Details:');
 for (const name of only) {
-  const r = results[name];
+  out.push(`  ${results[name].label}:`);
+  runs[name].forEach((r, round) => {
+    if (cfg.rounds > 1) {
+      out.push(`    round ${round + 1}: ${roundSummary(r)}`);
+      for (const part of detailLines(r)) out.push(`      ${part}`);
+    } else for (const part of detailLines(r)) out.push(`    ${part}`);
+  });
+}
+
+function roundSummary(r) {
+  const v = (value, unit) => formatValue(value, unit);
+  return (
+    `single ${v(r.enqueueOne?.jobsPerSec, 'jobs/s')}, batch ${v(r.enqueueBatch?.jobsPerSec, 'jobs/s')}, ` +
+    `process ${v(r.process?.jobsPerSecPersisted, 'jobs/s')} jobs/s; latency p50/p99 ${v(r.latency?.p50, 'ms')}/${v(r.latency?.p99, 'ms')} ms`
+  );
+}
+
+function detailLines(r) {
   const parts = [];
   if (r.process && !r.process.error) {
     const p = r.process;
@@ -369,19 +398,18 @@ for (const name of only) {
   for (const [message, n] of distinct) parts.push(`  ${n} x ${message}`);
   if (r.error) parts.push(`FAILED: ${r.error.split('\n')[0]}`);
   parts.push(`took ${r.seconds.toFixed(1)} s`);
-  out.push(`  ${r.label}:`);
-  for (const part of parts) out.push(`    ${part}`);
+  return parts;
 }
 out.push('');
 out.push(`Whole bench: ${totalSeconds.toFixed(1)} s`);
 console.log(out.join('\n'));
 
 if (args.json) {
-  writeFileSync(args.json, `${JSON.stringify({ meta, totalSeconds, results, table: rows }, null, 2)}\n`);
+  writeFileSync(args.json, `${JSON.stringify({ meta, totalSeconds, runs, table: rows }, null, 2)}\n`);
   log(`results written to ${args.json}`);
 }
 
-const failed = only.some((n) => results[n].error || results[n].process?.error);
+const failed = only.some((n) => runs[n].some((r) => r.error || r.process?.error));
 // Everything the bench opened is closed by now; say so if something is still holding the event loop.
 const lingering = process.getActiveResourcesInfo().filter((r) => !['TTYWrap', 'PipeWrap', 'FSReqCallback'].includes(r));
 if (lingering.length > 0) log(`note: still active at exit: ${lingering.join(', ')} (usually pg-boss's 1 s clean-up after offWork; exiting anyway)`);

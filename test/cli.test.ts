@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { agentHeartbeat } from '../src/shared/db/queries/agents.js';
-import { jobClaimBatch, jobFailMany } from '../src/shared/db/queries/jobs.js';
+import { jobClaimBatch, jobFailMany } from '../src/shared/db/queries/jobs-runs.js';
 import { assertBuilt } from './fixtures/children.js';
 import { useTestSchema } from './support/database.js';
 import { insertJob } from './support/factories.js';
@@ -321,6 +321,10 @@ describe('wida dlq', () => {
     const { a, b, c, alive } = await deadJobs();
     expect((await widaJson(['dlq', 'list'])).map((job: { id: number }) => job.id)).toEqual([c.id, b.id, a.id]);
     expect((await widaJson(['dlq', 'list', '--queue', 'emails', '--since', '1h'])).map((job: { id: number }) => job.id)).toEqual([a.id]);
+    // --since 1h is an hour by the database's clock: a CLI whose clock runs two hours behind still leaves out b,
+    // which died two hours ago (by this machine's clock, it would have reached back three hours).
+    const slowClock = { NODE_OPTIONS: '--import=data:text/javascript,Date.now=((now)=>()=>now()-7200000)(Date.now)' };
+    expect((await widaJson(['dlq', 'list', '--queue', 'emails', '--since', '1h'], { env: slowClock })).map((job: { id: number }) => job.id)).toEqual([a.id]);
     expect((await wida(['dlq', 'list', '--task', 'build'])).stdout).toMatch(/reports\s+build\s+dead/);
     expect((await wida(['dlq', 'show', String(a.id)])).stdout).toMatch(/last error:\s+bounced/);
     await expectFailure(['dlq', 'show', String(alive.id)], 1, /is pending, not in the DLQ; `wida jobs show/);

@@ -140,6 +140,44 @@ describe('enqueue one job', () => {
   });
 });
 
+describe('wake-ups', () => {
+  /** Listens on the schema's jobs channel while `body` runs; returns the payloads (queue names) received. */
+  async function notificationsDuring(body: () => Promise<unknown>): Promise<string[]> {
+    const listener = new pg.Client({ connectionString: t.url });
+    await listener.connect();
+    const received: string[] = [];
+    listener.on('notification', (message) => received.push(message.payload ?? ''));
+    try {
+      await listener.query(`LISTEN "${t.db.channel('jobs')}"`);
+      await body();
+      // A round trip on the listening connection delivers anything already sent to it.
+      await listener.query('SELECT 1');
+      return received;
+    } finally {
+      await listener.end();
+    }
+  }
+
+  it('a job ready now notifies its queue; a delayed job and a duplicate key do not', async () => {
+    expect(await notificationsDuring(() => t.client.enqueue({ task: 'wake', queue: 'wake-a' }))).toEqual(['wake-a']);
+    expect(await notificationsDuring(() => t.client.enqueue({ task: 'wake', queue: 'wake-b', delay: 60_000 }))).toEqual([]);
+    expect(await notificationsDuring(() => t.client.enqueue({ task: 'wake', queue: 'wake-c', idempotencyKey: 'wake-key' }))).toEqual(['wake-c']);
+    expect(await notificationsDuring(() => t.client.enqueue({ task: 'wake', queue: 'wake-c', idempotencyKey: 'wake-key' }))).toEqual([]);
+  });
+
+  it('a batch notifies each queue that got a ready job once', async () => {
+    const received = await notificationsDuring(() =>
+      t.client.enqueueMany([
+        { task: 'wake', queue: 'wake-d' },
+        { task: 'wake', queue: 'wake-d' },
+        { task: 'wake', queue: 'wake-e' },
+        { task: 'wake', queue: 'wake-f', delay: 60_000 },
+      ]),
+    );
+    expect(received.sort()).toEqual(['wake-d', 'wake-e']);
+  });
+});
+
 describe('enqueue many', () => {
   it('returns ids in input order and sends one statement for the whole batch', async () => {
     const recorder = countingQueryable();

@@ -5,15 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig, readDotEnv, type ConfigInput } from '../src/shared/config.js';
 import { parseDuration } from '../src/shared/duration.js';
 import { ConfigError } from '../src/shared/errors.js';
+import { configErrorFrom } from './support/errors.js';
 
 function configError(flags: ConfigInput, env: Record<string, string> = {}, dotEnv: Record<string, string> = {}): ConfigError {
-  try {
-    loadConfig(flags, env, dotEnv);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return error as ConfigError;
-  }
-  throw new Error('expected loadConfig to throw a ConfigError');
+  return configErrorFrom(() => loadConfig(flags, env, dotEnv));
 }
 
 describe('loadConfig', () => {

@@ -201,12 +201,12 @@ describe('the cron enqueuer (time set by the test)', () => {
   it('an enqueuer under a term that is not the leader row’s inserts nothing and does not advance the schedule', async () => {
     await cronScheduleUpsert(t.db, base(), t0);
     await t.pool.query(`INSERT INTO "${t.schema}".leader (agent_id, term) VALUES ('agent-new', 8)`);
-    const stale = { leader: { agentId: 'agent-old', term: 7 }, isCurrent: () => true };
+    const stale = { leader: { agentId: 'agent-old', term: 7 }, isCurrent: () => true, idleLimitMs: 4_000 };
     const enqueuer = new CronEnqueuer({ db: t.db, fence: stale, logger: silentLogger, graceMs: 600_000, now: async () => minutes(3.5) });
     await enqueuer.tick();
     expect(await cronJobs('every-minute')).toEqual([]);
     expect((await cronScheduleGet(t.db, 'every-minute'))!.lastSlot).toBeNull();
-    const current = { leader: { agentId: 'agent-new', term: 8 }, isCurrent: () => true };
+    const current = { leader: { agentId: 'agent-new', term: 8 }, isCurrent: () => true, idleLimitMs: 4_000 };
     await new CronEnqueuer({ db: t.db, fence: current, logger: silentLogger, graceMs: 600_000, now: async () => minutes(3.5) }).tick();
     expect(await cronJobs('every-minute')).toHaveLength(3);
   });

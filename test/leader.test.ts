@@ -107,14 +107,38 @@ describe('the leader lock and the fence', () => {
       expect(current.term).toBe(old.term + 1);
       let ran = 0;
       const work = async () => void ran++;
-      expect(await asLeader(t.pool, t.db, { leader: old, isCurrent: () => true }, work)).toBe(false);
-      expect(await asLeader(t.pool, t.db, { leader: current, isCurrent: () => false }, work)).toBe(false);
+      expect(await asLeader(t.pool, t.db, { leader: old, isCurrent: () => true, idleLimitMs: 4_000 }, work)).toBe(false);
+      expect(await asLeader(t.pool, t.db, { leader: current, isCurrent: () => false, idleLimitMs: 4_000 }, work)).toBe(false);
       expect(ran).toBe(0);
-      expect(await asLeader(t.pool, t.db, { leader: current, isCurrent: () => true }, work)).toBe(true);
+      expect(await asLeader(t.pool, t.db, { leader: current, isCurrent: () => true, idleLimitMs: 4_000 }, work)).toBe(true);
       expect(ran).toBe(1);
       await leaderUnlock(a.db);
     } finally {
       await a.client.end();
+    }
+  });
+
+  it('a leader frozen inside a duty holds up no election: the server ends its transaction after the idle limit', async () => {
+    const a = await dedicatedSession();
+    const b = await dedicatedSession();
+    try {
+      const leader = await leaderAttemptElect(a.db, 'agent-a');
+      let entered!: () => void;
+      const inside = new Promise<void>((resolve) => (entered = resolve));
+      const frozen = asLeader(t.pool, t.db, { leader, isCurrent: () => true, idleLimitMs: 300 }, async () => {
+        entered();
+        await new Promise((resolve) => setTimeout(resolve, 3_000)); // stalled with the leader row share-locked
+      });
+      await inside;
+      // Without the limit, this election would wait on the row for the whole 3 s and be cancelled at 2 s.
+      await b.client.query('SET statement_timeout = 2000');
+      const next = await leaderAttemptElect(b.db, 'agent-b');
+      expect(next).toEqual({ agentId: 'agent-b', term: leader.term + 1 });
+      // The stalled duty learns its transaction is gone (and the process does not crash on the dead session).
+      await expect(frozen).rejects.toThrow(/idle-in-transaction|not queryable|terminat/);
+    } finally {
+      await a.client.end();
+      await b.client.end();
     }
   });
 });

@@ -6,10 +6,11 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createAgent } from '../src/agent/agent.js';
 import { createClient } from '../src/shared/client.js';
-import { latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus } from '../src/shared/db/migrate.js';
+import { latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus, schemaIsCurrent } from '../src/shared/db/migrate.js';
 import { ConfigError, MigrationError, SchemaTooNewError } from '../src/shared/errors.js';
 import { silentLogger } from '../src/shared/logger.js';
 import { JOB_DEFAULTS } from '../src/shared/job-spec.js';
+import { waitFor } from './support/database.js';
 
 let url: string;
 let pool: pg.Pool;
@@ -33,6 +34,18 @@ function freshSchema(): string {
   const schema = `mig_${randomBytes(4).toString('hex')}`;
   created.push(schema);
   return schema;
+}
+
+/** Runs `body` while a session of the test holds the schema's migration lock, as another migrator would. */
+async function whileAnotherMigratorHoldsTheLock(schema: string, body: () => Promise<void>): Promise<void> {
+  const holder = await pool.connect();
+  try {
+    await holder.query('SELECT pg_advisory_lock(hashtext($1))', [`wida_migrate:${schema}`]);
+    await body();
+  } finally {
+    await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [`wida_migrate:${schema}`]);
+    holder.release();
+  }
 }
 
 async function tables(schema: string): Promise<string[]> {
@@ -129,6 +142,20 @@ describe('migrateUp / migrateDown', () => {
     expect(await migrationStatus(url, schema)).toEqual(pending);
   });
 
+  it('schemaIsCurrent (the agent start-up check) is true only when exactly the known migrations are applied', async () => {
+    const schema = freshSchema();
+    expect(await schemaIsCurrent(pool, schema)).toBe(false);
+    await pool.query(`CREATE SCHEMA "${schema}"`);
+    expect(await schemaIsCurrent(pool, schema)).toBe(false);
+    await migrateUp(url, schema);
+    expect(await schemaIsCurrent(pool, schema)).toBe(true);
+    await migrateDown(url, schema);
+    expect(await schemaIsCurrent(pool, schema)).toBe(false);
+    await migrateUp(url, schema);
+    await pool.query(`INSERT INTO "${schema}".migrations (version, name) VALUES (9999, 'from_the_future')`);
+    expect(await schemaIsCurrent(pool, schema)).toBe(false);
+  });
+
   it('two concurrent migrateUp calls on one fresh schema both succeed and apply each migration once', async () => {
     const schema = freshSchema();
     const results = await Promise.all([migrateUp(url, schema), migrateUp(url, schema), migrateUp(url, schema)]);
@@ -136,6 +163,55 @@ describe('migrateUp / migrateDown', () => {
     expect(results.filter((applied) => applied.length === 0)).toHaveLength(2);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
     expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
+  });
+
+  it('a migration whose table a long transaction holds steps aside and gives up after its tries, saying why; nothing changed', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    const withExtra = [
+      ...loadMigrations(),
+      { version: 6, name: 'add_extra', up: 'ALTER TABLE jobs ADD COLUMN extra integer', down: 'ALTER TABLE jobs DROP COLUMN extra' },
+    ];
+    const blocker = await pool.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query(`SELECT 1 FROM "${schema}".jobs LIMIT 1`);
+      await expect(migrateUp(url, schema, withExtra, { tableLockMs: 200, tries: 2 })).rejects.toThrow(
+        /migration 6 \(add_extra\) failed: could not take the locks it needs in 2 tries of 200 ms/,
+      );
+      // Between its tries the migrator waits in no queue, so an enqueue is not held up behind it.
+      await createClient({ pool, schema }).enqueue({ task: 'meanwhile' });
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    expect((await pool.query(`SELECT max(version) AS v FROM "${schema}".migrations`)).rows[0].v).toBe(5);
+    expect(await migrateUp(url, schema, withExtra)).toEqual([6]);
+  });
+
+  it('a migrator waits for another one only so long, then says who to look for', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    await whileAnotherMigratorHoldsTheLock(schema, async () => {
+      await expect(migrateUp(url, schema, undefined, { migratorWaitMs: 200 })).rejects.toThrow(
+        /another migrator has held the migration lock of schema "[a-z0-9_]+" for 200 ms/,
+      );
+    });
+  });
+
+  it('a migrator whose session is terminated fails its call instead of crashing the process', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    await whileAnotherMigratorHoldsTheLock(schema, async () => {
+      const migrating = migrateUp(url, schema);
+      migrating.catch(() => {});
+      const { rows } = await waitFor('the migrator to wait for the lock', async () => {
+        const found = await pool.query(`SELECT pid FROM pg_stat_activity WHERE application_name = 'wida migrate' AND wait_event_type = 'Lock'`);
+        return found.rows.length > 0 ? found : undefined;
+      });
+      await pool.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+      await expect(migrating).rejects.toThrow(/terminat/);
+    });
   });
 
   it('a failing migration is rolled back whole and reported as a MigrationError; earlier ones stay applied', async () => {

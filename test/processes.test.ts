@@ -4,7 +4,7 @@
  * so "ran exactly once" and "ran again after its agent died" are read from the database, not assumed.
  */
 import { describe, expect, it } from 'vitest';
-import { jobClaimBatch, jobCompleteMany, jobExtendLeases, jobFailMany, jobRescueExpired } from '../src/shared/db/queries/jobs.js';
+import { jobClaimBatch, jobCompleteMany, jobExtendLeases, jobFailMany, jobRescueExpired } from '../src/shared/db/queries/jobs-runs.js';
 import { useChildProcessHarness } from './fixtures/harness.js';
 import { useTestSchema, waitFor } from './support/database.js';
 import { startAgentChild, stopChild, waitForOutput } from './fixtures/children.js';
@@ -156,7 +156,7 @@ describe('fencing: a late completion from an agent whose lease was taken over', 
     const refRunA = { id, leaseEpoch: runA.leaseEpoch };
     expect(await jobCompleteMany(db, [refRunA], [JSON.stringify({ by: 'a' })])).toEqual(new Set());
     expect(await jobFailMany(db, [{ ...refRunA, outcome: 'failed', error: 'late failure from A' }])).toEqual(new Map());
-    expect(await jobExtendLeases(db, [refRunA], 30_000)).toEqual(new Set());
+    expect(await jobExtendLeases(db, [refRunA], 30_000)).toEqual({ renewed: new Set(), busy: new Set() });
     let row = await t.client.getJob(id);
     expect(row).toMatchObject({ state: 'running', claimedBy: 'agent-b', leaseEpoch: runB.leaseEpoch, attempt: 2, result: null });
     expect(row.finishedAt).toBeNull();

@@ -1,16 +1,9 @@
+import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import type { AgentOptions } from '../src/agent/agent.js';
 import type { Queryable } from '../src/shared/db/sql.js';
-import {
-  jobClaimBatch,
-  jobCompleteMany,
-  jobDeleteFinished,
-  jobExtendLeases,
-  jobFailMany,
-  jobReleaseMany,
-  jobRescueExpired,
-  type ClaimParams,
-} from '../src/shared/db/queries/jobs.js';
+import { jobDeleteFinished, jobInsertOne } from '../src/shared/db/queries/jobs.js';
+import { jobClaimBatch, jobCompleteMany, jobExtendLeases, leaseKey, jobFailMany, jobReleaseMany, jobRescueExpired, type ClaimParams } from '../src/shared/db/queries/jobs-runs.js';
 import { queueSetPaused } from '../src/shared/db/queries/queues.js';
 import { useAgents } from './support/agents.js';
 import { inRolledBackTransaction, useTestSchema, waitFor } from './support/database.js';
@@ -138,13 +131,30 @@ describe('jobClaimBatch', () => {
   });
 });
 
-describe('jobCompleteMany and jobFailMany', () => {
-  it('drives a batch completion from the batch into the primary key when statistics say no job runs (EXPLAIN after ANALYZE)', async () => {
+describe('jobInsertOne', () => {
+  it('a field present but undefined takes the default and does not pick another statement (with or without ON CONFLICT)', async () => {
     await inRolledBackTransaction(t, async (db, client) => {
-      // Statistics as they are after a bulk enqueue or while idle: every job pending, none running.
-      await insertManyJobs(client, t.schema, 20_000, { task: 'explain_complete', state: 'pending' });
+      const loose = await jobInsertOne(db, { task: 'undef_fields', payload: null, queue: undefined, priority: undefined, idempotency_key: undefined });
+      expect(await rawJob(client, t.schema, loose!.id)).toMatchObject({ queue: 'default', priority: 1, idempotency_key: null });
+      const first = await jobInsertOne(db, { task: 'undef_fields', payload: null, idempotency_key: 'undef-key' });
+      expect(first).toMatchObject({ idempotencyKey: 'undef-key' });
+      // The key is taken: no row, no duplicate-key error.
+      expect(await jobInsertOne(db, { task: 'undef_fields', payload: null, idempotency_key: 'undef-key' })).toBeUndefined();
+    });
+  });
+});
+
+describe('jobCompleteMany and jobFailMany', () => {
+  /**
+   * In a rolled-back transaction: 20,000 pending jobs, ANALYZE (statistics as after a bulk enqueue or while
+   * idle: every job pending, none running), a claim of 1,000, and their completion statement run through
+   * `explain` (an EXPLAIN prefix), after `setup`. Returns the plan and how many jobs are completed after it.
+   */
+  async function completionPlan(task: string, explain: string, setup: (client: pg.PoolClient) => Promise<unknown> = async () => {}) {
+    return inRolledBackTransaction(t, async (db, client) => {
+      await insertManyJobs(client, t.schema, 20_000, { task, state: 'pending' });
       await client.query(`ANALYZE "${t.schema}".jobs`);
-      const claimed = await claim(db, { tasks: ['explain_complete'], limit: 1000 });
+      const claimed = await claim(db, { tasks: [task], limit: 1000 });
       let sent: { text: string; values?: unknown[] } | undefined;
       const recorder: Queryable = {
         async query(config) {
@@ -153,17 +163,34 @@ describe('jobCompleteMany and jobFailMany', () => {
         },
       };
       await jobCompleteMany(db.on(recorder), claimed, null);
-      // Left only nested loops to choose from (a hash join wins or loses against the bad plan by a hair,
-      // depending on the table's size), the planner shows which side it believes is small.
+      await setup(client);
+      const { rows } = await client.query({ text: `${explain} ${sent!.text}`, values: sent!.values });
+      const done = await client.query(`SELECT count(*)::int AS n FROM "${t.schema}".jobs WHERE state = 'completed'`);
+      return { plan: rows.map((row) => row['QUERY PLAN']).join('\n'), completed: done.rows[0].n as number };
+    });
+  }
+
+  it('drives a batch completion from the batch into the primary key when statistics say no job runs (EXPLAIN after ANALYZE)', async () => {
+    // Left only nested loops to choose from (a hash join wins or loses against the bad plan by a hair,
+    // depending on the table's size), the planner shows which side it believes is small.
+    const { plan } = await completionPlan('explain_complete', 'EXPLAIN', async (client) => {
       await client.query('SET LOCAL enable_hashjoin = off');
       await client.query('SET LOCAL enable_mergejoin = off');
-      const { rows } = await client.query({ text: `EXPLAIN ${sent!.text}`, values: sent!.values });
-      const plan = rows.map((row) => row['QUERY PLAN']).join('\n');
-      // Believing "no job runs", it scanned every job once and compared it with every run of the batch
-      // (20 million comparisons per 1,000 completions); lease_expires_at has no statistics to believe.
-      expect(plan).toMatch(/Index Scan using jobs_pkey on jobs j/);
-      expect(plan).not.toMatch(/Join Filter: \(\(j\.id = c\.id\)/);
     });
+    // Believing "no job runs", it scanned every job once and compared it with every run of the batch
+    // (20 million comparisons per 1,000 completions); lease_expires_at has no statistics to believe, and
+    // the ids are an index condition, so even a forced nested loop reads only the batch's rows.
+    expect(plan).toMatch(/Index Scan using jobs_pkey on jobs j/);
+    expect(plan).not.toMatch(/Seq Scan on jobs j/);
+  });
+
+  it('reads only the rows of the batch, not every job, with the planner left to choose (EXPLAIN ANALYZE)', async () => {
+    const { plan, completed } = await completionPlan('explain_complete_scan', 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)');
+    // Hashing the batch against a scan of all 20,000 jobs (and their old versions) was the plan chosen here.
+    expect(plan).not.toMatch(/Seq Scan on jobs j/);
+    expect(plan).not.toMatch(/Join Filter: \(\(j\.id = c\.id\)/);
+    expect(plan).toMatch(/Index Scan using jobs_pkey on jobs j/);
+    expect(completed).toBe(1000);
   });
 
   it('completes only under the lease epoch the job was claimed with, and only running jobs', async () => {
@@ -248,11 +275,30 @@ describe('leases', () => {
         { state: 'running', leaseEpoch: 5, attempt: 2 },
       ]);
       const at = plus(now, 10_000);
-      const still = await jobExtendLeases(db, [held, { id: taken.id, leaseEpoch: 4 }], 20_000, at);
-      expect([...still]).toEqual([held.id]);
+      const renewal = await jobExtendLeases(db, [held, { id: taken.id, leaseEpoch: 4 }], 20_000, at);
+      expect(renewal).toEqual({ renewed: new Set([leaseKey(held)]), busy: new Set() });
       expect((await rawJob(client, t.schema, held.id))!.lease_expires_at.getTime()).toBe(at.getTime() + 20_000);
       expect((await rawJob(client, t.schema, taken.id))!.lease_expires_at.getTime()).toBe(now.getTime() + 30_000);
     });
+  });
+
+  it('jobExtendLeases skips a row another transaction holds locked: reported busy (still held), the others renewed', async () => {
+    const [locked, free] = await insertJobs(t.pool, t.schema, [
+      { state: 'running', leaseEpoch: 1 },
+      { state: 'running', leaseEpoch: 1 },
+    ]);
+    const locker = await t.pool.connect();
+    try {
+      // As a client enqueueing a dependent of a running job holds that job's row until it commits.
+      await locker.query('BEGIN');
+      await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [locked.id]);
+      const renewal = await jobExtendLeases(t.db, [locked, free], 60_000);
+      expect(renewal).toEqual({ renewed: new Set([leaseKey(free)]), busy: new Set([leaseKey(locked)]) });
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+      await t.pool.query(`DELETE FROM "${t.schema}".jobs WHERE id = ANY($1)`, [[locked.id, free.id]]);
+    }
   });
 
   it('jobReleaseMany gives a job back without using up an attempt', async () => {

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { cancelJob, dropJob, purgeDead, retryJob } from '../src/shared/admin.js';
-import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../src/shared/db/queries/jobs.js';
+import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../src/shared/db/queries/jobs-runs.js';
 import { dagHelpers } from './support/dag.js';
 import { useTestSchema, waitFor } from './support/database.js';
 import { insertJob } from './support/factories.js';

@@ -4,7 +4,8 @@
  * their races are in workflow-actions.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { jobClaimBatch, jobCompleteMany, jobDeleteFinished, jobFailMany } from '../src/shared/db/queries/jobs.js';
+import { jobDeleteFinished } from '../src/shared/db/queries/jobs.js';
+import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../src/shared/db/queries/jobs-runs.js';
 import { workflowDeleteJobless } from '../src/shared/db/queries/workflows.js';
 import type { Queryable } from '../src/shared/db/sql.js';
 import { CycleDetectedError, ValidationError } from '../src/shared/errors.js';

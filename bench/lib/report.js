@@ -8,6 +8,12 @@ export function percentile(sorted, p) {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
 }
 
+/** The median of the numbers among `values` (undefined where a round failed); undefined if there are none. */
+export function median(values) {
+  const sorted = values.filter((v) => typeof v === 'number' && !Number.isNaN(v)).sort((a, b) => a - b);
+  return sorted.length === 0 ? undefined : percentile(sorted, 50);
+}
+
 export function summarize(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mean = sorted.reduce((a, b) => a + b, 0) / (sorted.length || 1);

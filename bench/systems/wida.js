@@ -31,7 +31,7 @@ export function create(config) {
       prefetch: config.prefetch,
       pollIntervalMs,
       producer: 'createClient({ pool: pg.Pool max 1 })',
-      agentPool: 'agent-internal (max 6) + 1 LISTEN connection',
+      agentPool: 'agent-internal: 2 connections for claims and completions, up to 4 for upkeep, 1 LISTEN, 1 leader',
       note: 'attempt history, heartbeats, leases, rescuer and retention on (defaults)',
     },
     problems,

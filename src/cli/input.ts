@@ -48,13 +48,16 @@ export function readTimestamp(flag: string, value: string): Date {
   return date;
 }
 
-/** `--since 1h` (that long ago) or `--since 2026-10-01T00:00:00Z`. */
-export function readSince(value: string | undefined): Date | undefined {
-  if (value === undefined) return undefined;
+/**
+ * `--since 1h` (that long ago by the database's clock: this machine's may be off, and a purge cannot be
+ * undone) or `--since 2026-10-01T00:00:00Z`.
+ */
+export function readSince(value: string | undefined): { finishedWithinMs: number } | { finishedSince: Date } | Record<string, never> {
+  if (value === undefined) return {};
   const ms = parseDuration(value);
-  if (ms !== undefined) return new Date(Date.now() - ms);
+  if (ms !== undefined) return { finishedWithinMs: ms };
   try {
-    return readTimestamp('since', value);
+    return { finishedSince: readTimestamp('since', value) };
   } catch {
     throw new UsageError(`--since ${JSON.stringify(value)} is neither a duration (1h, 30m) nor an ISO 8601 timestamp`);
   }

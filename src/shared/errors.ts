@@ -88,6 +88,11 @@ export function sqlState(error: unknown): string | undefined {
     : undefined;
 }
 
+/** A statement gave up waiting for a lock (lock_timeout): another transaction holds the row or table. */
+export function isLockTimeout(error: unknown): boolean {
+  return sqlState(error) === '55P03';
+}
+
 /**
  * A failure that may pass if the statement is tried again: a lost or refused connection, a server
  * shutting down, a serialization failure or deadlock, insufficient resources. A data or constraint

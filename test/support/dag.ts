@@ -1,5 +1,5 @@
 /** Helpers of the DAG tests on a file's test schema: job states by id, and ready jobs driven without an agent. */
-import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../../src/shared/db/queries/jobs.js';
+import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../../src/shared/db/queries/jobs-runs.js';
 import type { TestSchema } from './database.js';
 
 export function dagHelpers(t: TestSchema) {

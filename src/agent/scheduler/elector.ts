@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { closeConnection } from '../../shared/db/pool.js';
 import { SchemaDb } from '../../shared/db/sql.js';
 import {
   leaderAttemptElect,
@@ -11,8 +12,11 @@ import {
   type LeaderTerm,
 } from '../../shared/db/queries/leader.js';
 import type { Logger } from '../../shared/logger.js';
+import { withTimeout } from '../../shared/with-timeout.js';
 import type { Service } from '../service.js';
 import type { LeaderFence } from './fence.js';
+
+const DEMOTE_LIMIT_MS = 5_000;
 
 export interface ElectorOptions {
   databaseUrl: string;
@@ -160,7 +164,7 @@ export class Elector implements Service {
       }
       this.current = leader;
       this.options.logger.info('elected leader', { agentId: leader.agentId, term: leader.term });
-      await this.options.onElected({ leader, isCurrent: () => this.current?.term === leader.term });
+      await this.options.onElected({ leader, isCurrent: () => this.current?.term === leader.term, idleLimitMs: this.idleLimitMs });
       this.lastCampaignError = undefined;
     } catch (error) {
       const message = (error as Error).message;
@@ -197,35 +201,23 @@ export class Elector implements Service {
     this.current = undefined; // fences fail from here on, before any round trip
     this.options.logger.warn('stepping down as leader', { agentId: leader.agentId, term: leader.term, reason });
     this.dropClient();
-    await this.options.onDemoted(reason).catch((error) => this.options.logger.error('stopping leader duties failed', { error: (error as Error).message }));
+    // Bounded: a duty stuck on a silent connection must not keep this agent out of every later election. Its
+    // writes are fenced by the term, which is over.
+    await withTimeout(this.options.onDemoted(reason), DEMOTE_LIMIT_MS).catch((error) =>
+      this.options.logger.error('stopping leader duties failed or is slow; campaigning again anyway', { error: (error as Error).message }),
+    );
     this.schedule(this.rejoinDelayMs);
   }
 
   /** Forgets the connection and makes sure it closes: the server releases the lock only when the socket goes. */
   private dropClient(): void {
-    const client = this.client;
-    this.client = undefined;
-    this.db = undefined;
-    if (!client) return;
-    client.end().catch(() => {});
-    const destroy = setTimeout(() => (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(), 500);
-    destroy.unref();
+    void this.closeClient(500);
   }
 
   private async closeClient(timeoutMs: number): Promise<void> {
     const client = this.client;
     this.client = undefined;
     this.db = undefined;
-    if (client) await withTimeout(client.end(), timeoutMs).catch(() => {});
+    if (client) await closeConnection(client, timeoutMs);
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { SchemaDb } from '../../shared/db/sql.js';
-import { jobRescueExpired } from '../../shared/db/queries/jobs.js';
+import { jobRescueExpired } from '../../shared/db/queries/jobs-runs.js';
 import { notifyJobsReady } from '../../shared/db/queries/notifications.js';
 import type { Logger } from '../../shared/logger.js';
 import { IntervalService } from '../service.js';

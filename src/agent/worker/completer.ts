@@ -1,6 +1,6 @@
 import type { SchemaDb } from '../../shared/db/sql.js';
-import { jobCompleteMany, jobFailMany, type FailedRun, type LeaseRef } from '../../shared/db/queries/jobs.js';
-import { isTransientDatabaseError } from '../../shared/errors.js';
+import { jobCompleteMany, jobCompleteManySkippingLocked, jobFailMany, type FailedRun, type LeaseRef } from '../../shared/db/queries/jobs-runs.js';
+import { isLockTimeout, isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { storableJson, storableText } from '../../shared/storable.js';
 
@@ -28,6 +28,11 @@ export class Completer {
   private flushing: Promise<void> | undefined;
   private writing: HeldRun[] = [];
   private scheduled = false;
+  private closed = false;
+  /** completions whose rows another transaction holds locked: tried again after HOLD_BACK_MS */
+  private heldBack: CompletedRun[] = [];
+  private heldBackTimer: NodeJS.Timeout | undefined;
+  private retryHeldBack = false;
 
   constructor(
     private readonly db: SchemaDb,
@@ -35,12 +40,17 @@ export class Completer {
   ) {}
 
   get backlog(): number {
+    return this.waiting + this.heldBack.length;
+  }
+
+  /** Outcomes waiting for the next flush (held-back ones wait for their timer instead). */
+  private get waiting(): number {
     return this.completed.length + this.failed.length;
   }
 
   /** Runs whose outcome is not stored yet: their leases must still be renewed (`grantedAt` is updated in place). */
   unwritten(): HeldRun[] {
-    return [...this.completed, ...this.failed, ...this.writing];
+    return [...this.completed, ...this.failed, ...this.writing, ...this.heldBack];
   }
 
   complete(run: HeldRun, result: unknown): void {
@@ -61,13 +71,13 @@ export class Completer {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.flushing) return;
+    if (this.scheduled || this.flushing || this.closed) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
       this.flushing = this.flush().finally(() => {
         this.flushing = undefined;
-        if (this.backlog > 0) this.schedule();
+        if (this.waiting > 0 || this.retryHeldBack) this.schedule();
       });
     });
   }
@@ -75,22 +85,55 @@ export class Completer {
   private async flush(): Promise<void> {
     const completed = this.completed;
     const failed = this.failed;
+    const heldBack = this.retryHeldBack ? this.heldBack.splice(0) : [];
+    this.retryHeldBack = false;
     this.completed = [];
     this.failed = [];
-    this.writing = [...completed, ...failed];
+    this.writing = [...completed, ...failed, ...heldBack];
+    const keepCompleted = (runs: CompletedRun[]) => this.completed.push(...runs);
+    const holdBackAgain = (runs: CompletedRun[]) => this.holdBack(runs, true);
     await Promise.all([
-      completed.length > 0 && this.write('completion', completed, (runs) => this.storeCompleted(runs), (runs) => this.completed.push(...runs)),
+      completed.length > 0 && this.write('completion', completed, (runs) => this.storeCompleted(runs, false), keepCompleted, holdBackAgain),
+      // Most likely still locked: straight to the statement that skips locked rows, rather than wait again.
+      heldBack.length > 0 && this.write('completion', heldBack, (runs) => this.storeCompleted(runs, true), keepCompleted, holdBackAgain),
       failed.length > 0 && this.write('failure', failed, (runs) => this.storeFailed(runs), (runs) => this.failed.push(...runs)),
     ]);
     this.writing = [];
   }
 
-  private async storeCompleted(runs: CompletedRun[]): Promise<void> {
+  private async storeCompleted(runs: CompletedRun[], skipLocked: boolean): Promise<void> {
     const results = runs.some((run) => run.result !== null) ? runs.map((run) => run.result) : null;
-    const done = await jobCompleteMany(this.db, runs, results);
-    for (const run of runs) {
-      if (!done.has(run.id)) this.logger.warn('completion rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
+    let done: Set<number> | undefined;
+    let busy = new Set<number>();
+    if (!skipLocked) {
+      try {
+        done = await jobCompleteMany(this.db, runs, results);
+      } catch (error) {
+        if (!isLockTimeout(error)) throw error;
+      }
     }
+    // Some row is locked by another transaction (the first try timed out on it): store the rest now, that one shortly.
+    if (done === undefined) ({ done, busy } = await jobCompleteManySkippingLocked(this.db, runs, results));
+    const waiting: CompletedRun[] = [];
+    for (const run of runs) {
+      if (busy.has(run.id)) waiting.push(run);
+      else if (!done.has(run.id)) this.logger.warn('completion rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
+    }
+    if (waiting.length > 0) this.holdBack(waiting, skipLocked);
+  }
+
+  /** Runs whose rows were locked by another transaction (a client's, attaching a dependent): later, not now. */
+  private holdBack(runs: CompletedRun[], again: boolean): void {
+    if (this.closed) return; // after shutdown's drain: left to their leases
+    const jobs = runs.map((run) => run.id);
+    if (again) this.logger.debug('jobs still locked by another transaction; their completions wait', { jobs });
+    else this.logger.warn('another transaction holds these jobs locked; storing their completions once it lets go', { jobs });
+    this.heldBack.push(...runs);
+    this.heldBackTimer ??= setTimeout(() => {
+      this.heldBackTimer = undefined;
+      this.retryHeldBack = true;
+      this.schedule();
+    }, HOLD_BACK_MS);
   }
 
   private async storeFailed(runs: FailedRun[]): Promise<void> {
@@ -100,7 +143,19 @@ export class Completer {
     }
   }
 
-  private async write<T extends LeaseRef>(what: string, runs: T[], store: (runs: T[]) => Promise<void>, keep: (runs: T[]) => void): Promise<void> {
+  /**
+   * Stores `runs`, and deals with what goes wrong: a passing failure keeps the batch for the next flush; a
+   * refusal or a lock timeout (a row the statement needs is held by another transaction, such as a dependent a
+   * client is attaching jobs to) splits it, so the other runs are stored now. Runs that still time out on a
+   * lock go to `keepLocked`, refused ones are logged and left to their leases.
+   */
+  private async write<T extends LeaseRef>(
+    what: string,
+    runs: T[],
+    store: (runs: T[]) => Promise<void>,
+    keep: (runs: T[]) => void,
+    keepLocked: (runs: T[]) => void = keep,
+  ): Promise<void> {
     try {
       await store(runs);
       return;
@@ -116,7 +171,8 @@ export class Completer {
       try {
         await store([run]);
       } catch (error) {
-        if (isTransientDatabaseError(error)) keep([run]);
+        if (isLockTimeout(error)) keepLocked([run]);
+        else if (isTransientDatabaseError(error)) keep([run]);
         else {
           this.logger.error(`the database refused the ${what} of a job; its lease will expire and it will run again`, {
             jobId: run.id,
@@ -128,6 +184,16 @@ export class Completer {
   }
 
   /**
+   * No more writes: after drain() at shutdown, when the pool is about to end. Runs still unwritten (the
+   * database stayed unreachable through the drain) are left to their leases: without this, a retry every
+   * 250 ms against the ended pool kept the process alive.
+   */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.heldBackTimer);
+  }
+
+  /**
    * Resolves when everything handed in so far is written, or after `timeoutMs` if the database stays
    * unreachable (the unwritten jobs' leases then expire and they run again: at least once).
    */
@@ -135,10 +201,13 @@ export class Completer {
     const deadline = Date.now() + timeoutMs;
     while ((this.backlog > 0 || this.flushing || this.scheduled) && Date.now() < deadline) {
       if (this.flushing) await this.flushing;
+      else if (this.heldBackTimer && !this.scheduled && this.waiting === 0) await delay(20);
       else await new Promise((resolve) => setImmediate(resolve));
     }
   }
 }
+
+const HOLD_BACK_MS = 250;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,6 +1,6 @@
 import type { SchemaDb } from '../../shared/db/sql.js';
 import { agentHeartbeat, type AgentInfo } from '../../shared/db/queries/agents.js';
-import { jobExtendLeases } from '../../shared/db/queries/jobs.js';
+import { jobExtendLeases, leaseKey } from '../../shared/db/queries/jobs-runs.js';
 import type { Logger } from '../../shared/logger.js';
 import { IntervalService } from '../service.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -34,10 +34,12 @@ export function createHeartbeat(options: {
       const askedAt = performance.now();
       const held = pool.heldLeases(askedAt - options.intervalMs / 4);
       if (held.length === 0) return;
-      const stillHeld = await jobExtendLeases(db, held, leaseMs);
-      pool.leasesRenewed(held.filter((run) => stillHeld.has(run.id)), askedAt);
-      logger.debug('renewed leases', { held: held.length, renewed: stillHeld.size });
-      if (stillHeld.size < held.length) pool.dropLost(held.filter((run) => !stillHeld.has(run.id)));
+      const { renewed, busy } = await jobExtendLeases(db, held, leaseMs);
+      pool.leasesRenewed(held.filter((run) => renewed.has(leaseKey(run))), askedAt);
+      logger.debug('renewed leases', { held: held.length, renewed: renewed.size, busy: busy.size });
+      if (busy.size > 0) logger.warn('another transaction holds some jobs locked; their leases are renewed at the next beat', { runs: [...busy] });
+      const lost = held.filter((run) => !renewed.has(leaseKey(run)) && !busy.has(leaseKey(run)));
+      if (lost.length > 0) pool.dropLost(lost);
     },
     (error) => logger.error('heartbeat failed', { error: (error as Error).message }),
   );

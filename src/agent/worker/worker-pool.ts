@@ -1,5 +1,5 @@
 import type { SchemaDb } from '../../shared/db/sql.js';
-import { jobClaimBatch, jobReleaseMany, type ClaimedJob, type LeaseRef } from '../../shared/db/queries/jobs.js';
+import { compareClaimOrder, jobClaimBatch, jobReleaseMany, leaseKey, type ClaimedJob, type LeaseRef } from '../../shared/db/queries/jobs-runs.js';
 import { PermanentFailure, Snooze } from '../../shared/handler-signals.js';
 import type { Logger } from '../../shared/logger.js';
 import { JobAbort } from './abort-reasons.js';
@@ -11,7 +11,13 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface WorkerPoolOptions {
   agentId: string;
+  /** claims (the hot path's connections, which give up waiting for a row lock after a second) */
   db: SchemaDb;
+  /**
+   * gives jobs back: connections that wait for row locks, since a release that gave up would leave the jobs to
+   * expire and lose an attempt without running
+   */
+  releaseDb: SchemaDb;
   executor: Executor;
   completer: Completer;
   logger: Logger;
@@ -61,6 +67,7 @@ export class WorkerPool {
   private wokenWhileBusy = false;
   private readonly claims = new Set<Promise<void>>();
   private stopped = false;
+  private landingClaim = false;
   private idleWaiters: (() => void)[] = [];
   private readonly tasks: string[] | null;
   private readonly hasQueueLimits: boolean;
@@ -92,9 +99,9 @@ export class WorkerPool {
 
   /** The leases of these runs (from heldLeases) were renewed at `at`, the time the renewal was sent. */
   leasesRenewed(runs: readonly HeldRun[], at: number): void {
-    const renewed = new Set(runs.map((run) => run.id));
-    for (const job of this.buffer) if (renewed.has(job.id)) job.leaseGrantedAt = at;
-    for (const { job } of this.running.values()) if (renewed.has(job.id)) job.leaseGrantedAt = at;
+    const renewed = new Set(runs.map(leaseKey));
+    for (const job of this.buffer) if (renewed.has(leaseKey(job))) job.leaseGrantedAt = at;
+    for (const { job } of this.running.values()) if (renewed.has(leaseKey(job))) job.leaseGrantedAt = at;
     for (const run of runs) run.grantedAt = at; // the unwritten runs are the completer's own objects
   }
 
@@ -154,19 +161,54 @@ export class WorkerPool {
       this.reserved -= limit;
     }
     if (this.stopped) {
-      await jobReleaseMany(this.options.db, jobs).catch(() => {});
+      await this.releaseOrLeave(jobs, 'jobs claimed during shutdown');
       return;
     }
-    for (const job of jobs) {
-      const held = job as HeldJob;
-      held.leaseGrantedAt = askedAt;
-      this.buffer.push(held);
-    }
+    this.forgetEarlierRuns(jobs);
+    for (const job of jobs) (job as HeldJob).leaseGrantedAt = askedAt;
+    this.bufferInClaimOrder(jobs as HeldJob[]);
     this.dispatch();
     // A full batch means more may be waiting; a wake-up that came meanwhile may have missed this claim's snapshot.
     const again = jobs.length === limit || this.wokenWhileBusy;
     this.wokenWhileBusy = false;
     if (again) this.wake();
+  }
+
+  /**
+   * Two claims in flight at once skip each other's locked rows, so the second may bring jobs that come before
+   * some already buffered (and may land first). Each batch is in claim order; the buffer is kept so too.
+   */
+  private bufferInClaimOrder(jobs: readonly HeldJob[]): void {
+    const last = this.buffer[this.buffer.length - 1];
+    this.buffer.push(...jobs);
+    if (last !== undefined && jobs.length > 0 && compareClaimOrder(jobs[0], last) < 0) this.buffer.sort(compareClaimOrder);
+  }
+
+  /**
+   * A job claimed again while this agent still has an earlier run of it: that run's lease expired (the agent
+   * stalled, or a row lock held its renewal off) and the job was rescued. The earlier run is no longer ours:
+   * it is aborted (or dropped from the buffer) before the new one is tracked, as the runs are kept by job id.
+   */
+  private forgetEarlierRuns(jobs: readonly ClaimedJob[]): void {
+    if (jobs.length === 0) return;
+    // One pass over the buffer per claim, not one per claimed job: this runs on every claim.
+    if (this.buffer.length > 0) {
+      const claimed = new Set(jobs.map((job) => job.id));
+      if (this.buffer.some((held) => claimed.has(held.id))) this.takeBuffered((held) => claimed.has(held.id));
+    }
+    // While the claim lands, an aborted run must not wake another claim: the room it would count does not
+    // include this claim's jobs yet. The claim dispatches (and claims again if need be) once they are buffered.
+    this.landingClaim = true;
+    try {
+      for (const job of jobs) {
+        if (!this.running.has(job.id)) continue;
+        if (this.abort(job.id, new JobAbort('lease_lost', 'the lease expired and the job was claimed again'))) {
+          this.options.logger.warn('a job still running here was claimed again after its lease expired; the earlier run is aborted', { jobId: job.id });
+        }
+      }
+    } finally {
+      this.landingClaim = false;
+    }
   }
 
   private dispatch(): void {
@@ -234,7 +276,7 @@ export class WorkerPool {
     entry.settled = true;
     clearTimeout(entry.timer);
     const { job } = entry;
-    this.running.delete(job.id);
+    if (this.running.get(job.id) === entry) this.running.delete(job.id);
     if (this.hasQueueLimits) this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
     const run = { id: job.id, leaseEpoch: job.leaseEpoch, grantedAt: job.leaseGrantedAt };
     const { completer } = this.options;
@@ -250,8 +292,10 @@ export class WorkerPool {
       const { message, stack } = describeError(error);
       completer.fail({ ...run, outcome: 'failed', error: message, stack, permanent: error instanceof PermanentFailure });
     }
-    this.dispatch();
-    this.wake();
+    if (!this.landingClaim) {
+      this.dispatch();
+      this.wake();
+    }
     if (this.running.size === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
@@ -273,7 +317,30 @@ export class WorkerPool {
   /** Releases buffered jobs of a queue that was just paused. */
   async releaseQueue(queue: string): Promise<void> {
     const released = this.takeBuffered((job) => job.queue === queue);
-    await jobReleaseMany(this.options.db, released);
+    if (released.length === 0) return;
+    try {
+      await jobReleaseMany(this.options.releaseDb, released);
+    } catch (error) {
+      const fields = { queue, jobs: released.map((job) => job.id), error: (error as Error).message };
+      if (this.stopped) {
+        // Shutdown already gave back what it held: these are left to their leases.
+        this.options.logger.error('could not give back the jobs of a paused queue; their leases will expire', fields);
+        return;
+      }
+      // Still ours: back into the buffer, so their leases are renewed and they run (they were claimed before the
+      // pause). Dropped, they would wait out their leases and lose an attempt without running.
+      this.options.logger.warn('could not give back the jobs of a paused queue; running them', fields);
+      this.bufferInClaimOrder(released);
+      this.dispatch();
+    }
+  }
+
+  /** Gives jobs back at shutdown; if that fails they are left to their leases, which is said once. */
+  private async releaseOrLeave(jobs: readonly LeaseRef[], what: string): Promise<void> {
+    if (jobs.length === 0) return;
+    await jobReleaseMany(this.options.releaseDb, jobs).catch((error) =>
+      this.options.logger.error(`could not release ${what}; their leases will expire`, { error: (error as Error).message }),
+    );
   }
 
   private takeBuffered(match: (job: HeldJob) => boolean): HeldJob[] {
@@ -288,25 +355,22 @@ export class WorkerPool {
    */
   async stop(graceMs: number): Promise<void> {
     this.stopped = true;
-    await Promise.all(this.claims); // a claim in flight releases its own jobs once it sees the stop
+    // The grace period runs from now, whatever the database does: running handlers are aborted when it ends
+    // even if a claim in flight or the release below hangs on a silent connection.
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([Promise.all(this.claims), graceOver]); // a claim in flight releases its own jobs once it sees the stop
     const buffered = this.takeBuffered(() => true);
-    await jobReleaseMany(this.options.db, buffered).catch((error) =>
-      this.options.logger.error('could not release buffered jobs; their leases will expire', { error: (error as Error).message }),
-    );
-    if (this.running.size > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
-        new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
-      ]);
-      clearTimeout(timer);
-    }
+    const releasingBuffered = this.releaseOrLeave(buffered, 'buffered jobs');
+    if (this.running.size > 0) await Promise.race([new Promise<void>((resolve) => this.idleWaiters.push(resolve)), graceOver]);
+    clearTimeout(timer);
     const leftover = [...this.running.values()].map(({ job }) => job);
     for (const job of leftover) this.abort(job.id, new JobAbort('shutdown', 'the agent is shutting down'));
     if (leftover.length > 0) {
       this.options.logger.warn('shutdown grace period over; releasing running jobs', { jobs: leftover.map((j) => j.id) });
-      await jobReleaseMany(this.options.db, leftover);
+      await this.releaseOrLeave(leftover, 'running jobs');
     }
+    await releasingBuffered;
   }
 }
 

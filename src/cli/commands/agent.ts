@@ -44,9 +44,8 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         logger,
         ...intervalOverrides(),
       });
-      await agent.start();
-      if (Object.keys(handlers).length === 0) logger.warn('no handlers loaded (--handlers FILE): this agent claims nothing');
-      await new Promise<void>((done) => {
+      // Listening before start(): jobs are claimed while it runs, and a stop() during it waits and then drains.
+      const stopped = new Promise<void>((done) => {
         let stopping = false;
         const stop = (signal: string) => {
           if (stopping) {
@@ -64,6 +63,9 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         process.on('SIGTERM', () => stop('SIGTERM'));
         process.on('SIGINT', () => stop('SIGINT'));
       });
+      await agent.start();
+      if (Object.keys(handlers).length === 0) logger.warn('no handlers loaded (--handlers FILE): this agent claims nothing');
+      await stopped;
       // A handler that ignored its abort signal may still hold timers or sockets; its job is already
       // released, so it must not outlive the agent.
       process.exit(process.exitCode ?? 0);

@@ -22,7 +22,7 @@ function filterOptions<T>(y: Argv<T>) {
 }
 
 function toDeadFilter(flags: FilterFlags): DeadFilter {
-  return { queue: flags.queue, task: flags.task, finishedSince: readSince(flags.since) };
+  return { queue: flags.queue, task: flags.task, ...readSince(flags.since) };
 }
 
 function describeFilter(flags: FilterFlags): string {

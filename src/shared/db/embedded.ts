@@ -122,6 +122,7 @@ async function findRunning(paths: EmbeddedPaths): Promise<{ url: string; port: n
   if (!state || !server || server.port !== state.port) return undefined;
   const url = `postgres://${state.user}:${encodeURIComponent(state.password)}@127.0.0.1:${server.port}/postgres`;
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
+  client.on('error', () => {}); // a server going away mid-check fails the query instead of crashing us
   try {
     await client.connect();
     await client.query('SELECT 1');

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { closeConnection } from './pool.js';
 
 export interface ListenerOptions {
   connectionString: string;
@@ -7,6 +8,8 @@ export interface ListenerOptions {
   /** called after every (re)connect: notifications may have been missed while disconnected */
   onConnected?: () => void;
   onError?: (error: Error) => void;
+  /** a connect that has not finished by then counts as lost and is retried (default 10 s, as the pools) */
+  connectTimeoutMs?: number;
 }
 
 /**
@@ -28,7 +31,14 @@ export class Listener {
 
   private async connect(): Promise<void> {
     if (this.stopped) return;
-    const client = new pg.Client({ connectionString: this.options.connectionString, application_name: 'wida listen', keepAlive: true });
+    const client = new pg.Client({
+      connectionString: this.options.connectionString,
+      application_name: 'wida listen',
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      // Without it a server that accepts the connection and never answers holds start() forever.
+      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 10_000,
+    });
     client.on('notification', (message) => this.options.onNotification(message.channel, message.payload ?? ''));
     client.on('error', (error) => this.lost(client, error));
     client.on('end', () => this.lost(client, new Error('listen connection ended')));
@@ -69,6 +79,7 @@ export class Listener {
     const client = this.client;
     this.client = undefined;
     this.connected = false;
-    if (client) await client.end().catch(() => {});
+    // Bounded: with the server unreachable but the socket open, end() would wait for a goodbye that never comes.
+    if (client) await closeConnection(client, 2_000);
   }
 }

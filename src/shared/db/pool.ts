@@ -1,9 +1,17 @@
 import pg from 'pg';
 import { DatabaseUnavailableError } from '../errors.js';
+import { withTimeout } from '../with-timeout.js';
 
 export interface PoolOptions {
   max?: number;
   applicationName?: string;
+  /** a statement waiting longer than this for a lock fails with 55P03 (default: waits as long as it takes) */
+  lockTimeoutMs?: number;
+  /**
+   * a query with no answer after this long fails and its connection is dropped (default: waits as long as it
+   * takes): over a connection gone silent (a partition, a frozen host) the next query then opens a new one
+   */
+  queryTimeoutMs?: number;
 }
 
 /** A pool with keepalive and a handler for errors on idle clients (which would otherwise crash the process). */
@@ -13,8 +21,17 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'wida',
     keepAlive: true,
+    // Probes after 10 s of silence, not the system's default of hours.
+    keepAliveInitialDelayMillis: 10_000,
     connectionTimeoutMillis: 10_000,
+    ...(options.queryTimeoutMs === undefined ? {} : { query_timeout: Math.round(options.queryTimeoutMs) }),
   });
+  if (options.lockTimeoutMs !== undefined) {
+    // A SET on each new connection, queued before its first query. Not the startup `options` parameter: a URL's
+    // own ?options= or PGOPTIONS would silently replace it, and poolers such as PgBouncer refuse it.
+    const set = `SET lock_timeout = ${Math.round(options.lockTimeoutMs)}`;
+    pool.on('connect', (client) => void client.query(set).catch(() => {}));
+  }
   pool.on('error', () => {
     // An idle client lost its connection; the pool drops it and the next query opens a new one.
   });
@@ -43,4 +60,15 @@ export function redactUrl(url: string): string {
   } catch {
     return '(unparseable database URL)';
   }
+}
+
+/**
+ * Ends a dedicated client, and closes its socket outright if the server has not answered the goodbye within
+ * `ms`: a server that stopped answering would keep `end()` waiting, and its session (with its locks) ends
+ * only when the socket goes.
+ */
+export async function closeConnection(client: pg.Client, ms: number): Promise<void> {
+  await withTimeout(client.end(), ms).catch(() =>
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(),
+  );
 }

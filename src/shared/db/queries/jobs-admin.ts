@@ -100,6 +100,8 @@ export interface JobListFilter {
   text?: string;
   /** only jobs finished at or after this time */
   finishedSince?: Date;
+  /** only jobs finished in the last this many ms, by the database's clock */
+  finishedWithinMs?: number;
   limit?: number;
   /** page backwards from this id (exclusive) */
   beforeId?: number;
@@ -114,6 +116,7 @@ const LIST = statement(
       AND ($4::text IS NULL OR task ILIKE '%' || $4 || '%' OR payload::text ILIKE '%' || $4 || '%'
            OR last_error ILIKE '%' || $4 || '%')
       AND ($5::timestamptz IS NULL OR finished_at >= $5)
+      AND ($8::bigint IS NULL OR finished_at >= now() - $8 * interval '1 millisecond')
       AND ($7::bigint IS NULL OR id < $7)
     ORDER BY id DESC
     LIMIT $6`,
@@ -128,6 +131,7 @@ export async function jobList(db: SchemaDb, filter: JobListFilter = {}): Promise
     filter.finishedSince ?? null,
     filter.limit ?? 100,
     filter.beforeId ?? null,
+    filter.finishedWithinMs ?? null,
   ]);
   return rows.map(toJobRow);
 }
@@ -269,13 +273,16 @@ export interface DeadFilter {
   queue?: string;
   task?: string;
   finishedSince?: Date;
+  /** died in the last this many ms, by the database's clock (the operator's may be off) */
+  finishedWithinMs?: number;
 }
 
 const DEAD_MATCH = `state = 'dead'
       AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[]))
       AND ($2::text IS NULL OR queue = $2)
       AND ($3::text IS NULL OR task = $3)
-      AND ($4::timestamptz IS NULL OR finished_at >= $4)`;
+      AND ($4::timestamptz IS NULL OR finished_at >= $4)
+      AND ($5::bigint IS NULL OR finished_at >= now() - $5 * interval '1 millisecond')`;
 
 const LOCK_DEPENDENCIES_OF_DEAD = statement(
   'job_lock_dependencies_of_dead',
@@ -313,7 +320,7 @@ const PURGE_DEAD = statement(
 );
 
 function deadParams(filter: DeadFilter): unknown[] {
-  return [filter.ids ?? null, filter.queue ?? null, filter.task ?? null, filter.finishedSince ?? null];
+  return [filter.ids ?? null, filter.queue ?? null, filter.task ?? null, filter.finishedSince ?? null, filter.finishedWithinMs ?? null];
 }
 
 /** Replays every dead job matching the filter; returns their ids. Run jobLockDependenciesOfDead first. */

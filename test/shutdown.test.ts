@@ -1,0 +1,113 @@
+/**
+ * Shutdown when the database is gone or silent: stop() returns, and the agent stops whole (no heartbeat
+ * left ticking, no timers keeping the process alive). The database sits behind a loopback proxy that can
+ * reset every connection or stop passing bytes.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createAgent, type Agent } from '../src/agent/agent.js';
+import type { Logger } from '../src/shared/logger.js';
+import { useTestSchema, waitFor } from './support/database.js';
+import { DatabaseProxy } from './support/proxy.js';
+
+const t = useTestSchema('shut');
+const proxies: DatabaseProxy[] = [];
+
+afterEach(async () => {
+  await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
+  await t.pool.query(`TRUNCATE "${t.schema}".jobs, "${t.schema}".agents, "${t.schema}".leader`);
+});
+
+function recordingLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  const record = (level: string) => (message: string) => void lines.push(`${level} ${message}`);
+  return { lines, debug: () => {}, info: record('info'), warn: record('warn'), error: record('error') };
+}
+
+/** An agent through a proxy, running one job whose handler never settles. */
+async function agentWithRunningJob(): Promise<{
+  agent: Agent;
+  proxy: DatabaseProxy;
+  logger: ReturnType<typeof recordingLogger>;
+  signals: AbortSignal[];
+}> {
+  const { proxy, url } = await DatabaseProxy.start(t.url);
+  proxies.push(proxy);
+  const logger = recordingLogger();
+  const signals: AbortSignal[] = [];
+  await t.client.enqueue({ task: 'stuck' });
+  const agent = createAgent({
+    databaseUrl: url,
+    schema: t.schema,
+    logger,
+    pollIntervalMs: 50,
+    heartbeatIntervalMs: 100,
+    shutdownGraceMs: 200,
+    handlers: {
+      stuck: (_payload: unknown, context: { signal: AbortSignal }) => {
+        signals.push(context.signal);
+        return new Promise(() => {});
+      },
+    },
+  });
+  await agent.start();
+  await waitFor('the job to run', () => agent.runningCount === 1);
+  return { agent, proxy, logger, signals };
+}
+
+describe('stop() without a database', () => {
+  it('with the server gone (connections reset, new ones refused): stop() resolves and nothing keeps ticking', async () => {
+    const { agent, proxy, logger } = await agentWithRunningJob();
+    proxy.cut();
+    await expect(agent.stop()).resolves.toBeUndefined();
+    const linesAtStop = logger.lines.length;
+    await new Promise((resolve) => setTimeout(resolve, 600)); // six heartbeat intervals
+    expect(logger.lines.slice(linesAtStop)).toEqual([]);
+    expect(logger.lines).toContain('error could not release running jobs; their leases will expire');
+  });
+
+  it('with the server silent (connections open, no answer): stop() returns after the grace period and the step budget', async () => {
+    const { agent, proxy, logger, signals } = await agentWithRunningJob();
+    proxy.silence();
+    const began = performance.now();
+    await agent.stop();
+    // The grace period ran from the stop, not from whenever the silent database answered: the handler was told.
+    expect(signals[0].aborted).toBe(true);
+    // 200 ms of grace plus the 5 s budget for the other steps (at least 250 ms each), with room for a slow machine.
+    expect(performance.now() - began).toBeLessThan(9_000);
+    expect(logger.lines.some((line) => line.startsWith('warn shutdown: gave up'))).toBe(true);
+    const linesAtStop = logger.lines.length;
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(logger.lines.slice(linesAtStop)).toEqual([]);
+  }, 15_000);
+});
+
+describe('connections gone silent while the database is fine', () => {
+  it('the agent drops them and goes on: jobs enqueued afterwards complete', async () => {
+    const { proxy, url } = await DatabaseProxy.start(t.url);
+    proxies.push(proxy);
+    const logger = recordingLogger();
+    const agent = createAgent({
+      databaseUrl: url,
+      schema: t.schema,
+      logger,
+      pollIntervalMs: 50,
+      leaseMs: 3_000,
+      maintenance: false,
+      handlers: { quick: () => {} },
+    });
+    try {
+      await agent.start();
+      const first = await t.client.enqueue({ task: 'quick' });
+      await waitFor('a first job', async () => (await t.client.getJob(first.id)).state === 'completed');
+      proxy.silenceOpen();
+      const later = await t.client.enqueueMany(Array.from({ length: 20 }, () => ({ task: 'quick' })));
+      // The hot path's queries get 5 s (at least the lease) before their connection is dropped for a new one.
+      await waitFor('the jobs enqueued after the silence', async () => {
+        const jobs = await Promise.all(later.map((job) => t.client.getJob(job.id)));
+        return jobs.every((job) => job.state === 'completed');
+      }, 15_000);
+    } finally {
+      await agent.stop();
+    }
+  }, 25_000);
+});
