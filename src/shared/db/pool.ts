@@ -16,7 +16,12 @@ export interface PoolOptions {
 
 /** A pool with keepalive and a handler for errors on idle clients (which would otherwise crash the process). */
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
-  const pool = new pg.Pool({
+  // Run on each new connection before its first query. Not the startup `options` parameter: a URL's own
+  // ?options= or PGOPTIONS would silently replace it, and poolers such as PgBouncer refuse it. Not a query sent
+  // from the 'connect' event either: the pool's first query would queue behind it on the client, which pg
+  // warns about on stderr (and pg 9 will refuse).
+  const setup = options.lockTimeoutMs === undefined ? undefined : `SET lock_timeout = ${Math.round(options.lockTimeoutMs)}`;
+  const poolConfig: pg.PoolConfig & { onConnect?: (client: pg.PoolClient) => Promise<unknown> } = {
     connectionString,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'wida',
@@ -25,13 +30,10 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     keepAliveInitialDelayMillis: 10_000,
     connectionTimeoutMillis: 10_000,
     ...(options.queryTimeoutMs === undefined ? {} : { query_timeout: Math.round(options.queryTimeoutMs) }),
-  });
-  if (options.lockTimeoutMs !== undefined) {
-    // A SET on each new connection, queued before its first query. Not the startup `options` parameter: a URL's
-    // own ?options= or PGOPTIONS would silently replace it, and poolers such as PgBouncer refuse it.
-    const set = `SET lock_timeout = ${Math.round(options.lockTimeoutMs)}`;
-    pool.on('connect', (client) => void client.query(set).catch(() => {}));
-  }
+    // A failed setup ends the connection and fails the query that asked for it.
+    ...(setup === undefined ? {} : { onConnect: (client) => client.query(setup) }),
+  };
+  const pool = new pg.Pool(poolConfig);
   pool.on('error', () => {
     // An idle client lost its connection; the pool drops it and the next query opens a new one.
   });

@@ -1,0 +1,37 @@
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import type pg from 'pg';
+import { createPool } from '../src/shared/db/pool.js';
+
+const pools: pg.Pool[] = [];
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((pool) => pool.end()));
+});
+
+describe('createPool with lockTimeoutMs', () => {
+  it('sets lock_timeout on every new connection before its first query, without queueing behind it', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.message);
+    process.on('warning', onWarning);
+    try {
+      const pool = createPool(inject('databaseUrl'), { max: 3, lockTimeoutMs: 1_234 });
+      pools.push(pool);
+      // Three first queries at once: each opens its own connection, and each must see the setting.
+      const shown = await Promise.all([1, 2, 3].map(() => pool.query<{ lock_timeout: string; pid: number }>('SELECT current_setting($1) AS lock_timeout, pg_backend_pid() AS pid', ['lock_timeout'])));
+      expect(new Set(shown.map((result) => result.rows[0].pid)).size).toBe(3);
+      expect(shown.map((result) => result.rows[0].lock_timeout)).toEqual(['1234ms', '1234ms', '1234ms']);
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    // pg warns when a query is sent to a client still busy with another (as a query from the 'connect' event was).
+    expect(warnings.filter((message) => message.includes('already executing a query'))).toEqual([]);
+  });
+
+  it('leaves lock_timeout at the server default without it', async () => {
+    const pool = createPool(inject('databaseUrl'), { max: 1 });
+    pools.push(pool);
+    const { rows } = await pool.query<{ lock_timeout: string }>(`SELECT current_setting('lock_timeout') AS lock_timeout`);
+    expect(rows[0].lock_timeout).toBe('0');
+  });
+});
