@@ -93,6 +93,12 @@ describe('wida enqueue', () => {
       expectFailure(['enqueue', 'a', '--priority', 'urgent'], 2, /Invalid values:[\s\S]*priority/),
       expectFailure(['enqueue', 'a', '--max-attempts', '0'], 2, /maxAttempts must be at least 1/),
       expectFailure(['enqueue'], 2, /Not enough non-option arguments/),
+      // checked as the client API checks runAt: no rolling February 30 over, no time in this machine's zone
+      expectFailure(['enqueue', 'a', '--run-at', '2026-02-30T09:00:00Z'], 2, /--run-at "2026-02-30T09:00:00Z" is not a timestamp; use ISO 8601 with a time zone/),
+      expectFailure(['enqueue', 'a', '--run-at', '2026-10-01T09:00:00'], 2, /is not a timestamp; use ISO 8601 with a time zone/),
+      // yargs makes a repeated flag an array, which the command would trip over
+      expectFailure(['enqueue', 'a', '--payload', '{}', '--payload', '{}'], 2, /--payload was given more than once; give it once/),
+      expectFailure(['enqueue', 'a', '--delay', '1s', '--delay=2s'], 2, /--delay was given more than once/),
     ]);
     expect(await t.client.listJobs()).toEqual([]);
   });

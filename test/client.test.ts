@@ -2,7 +2,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createClient, type EnqueueResult, type WidaClient } from '../src/shared/client.js';
 import type { Queryable } from '../src/shared/db/sql.js';
-import { JobNotFoundError, ValidationError } from '../src/shared/errors.js';
+import { ConfigError, JobNotFoundError, ValidationError } from '../src/shared/errors.js';
 import type { JobSpec } from '../src/shared/job-spec.js';
 import { useTestSchema } from './support/database.js';
 import { rawJob } from './support/factories.js';
@@ -344,6 +344,16 @@ describe('invalid input', () => {
     { name: 'timeout 0', spec: { task: 'v', timeout: 0 }, field: 'timeout', mentions: /timeout/ },
     { name: 'backoff jitter 2', spec: { task: 'v', backoff: { jitter: 2 } }, field: 'backoff.jitter', mentions: /backoff\.jitter/ },
     { name: 'not an object', spec: null, field: 'job', mentions: /job/ },
+    // Strings PostgreSQL would refuse (NUL) or store changed (an unpaired surrogate becomes U+FFFD)
+    { name: 'NUL in the task', spec: { task: 'a\u0000b' }, field: 'task', mentions: /task must not contain the NUL/ },
+    { name: 'NUL in the queue', spec: { task: 'v', queue: 'q\u0000' }, field: 'queue', mentions: /queue must not contain the NUL/ },
+    { name: 'unpaired surrogate in the task', spec: { task: 'a\ud800' }, field: 'task', mentions: /task must be well-formed Unicode/ },
+    { name: 'unpaired surrogate in the key', spec: { task: 'v', idempotencyKey: 'order-1\ud800' }, field: 'idempotencyKey', mentions: /idempotencyKey must be well-formed/ },
+    { name: 'unpaired surrogate in the payload', spec: { task: 'v', payload: { note: 'x\udc00y' } }, field: 'payload', mentions: /unpaired UTF-16 surrogate/ },
+    { name: 'runAt in the year 10000', spec: { task: 'v', runAt: new Date('+010000-01-01T00:00:00Z') }, field: 'runAt', mentions: /between the years 1 and 9999/ },
+    { name: 'runAt before the year 1', spec: { task: 'v', runAt: new Date('-000001-01-01T00:00:00Z') }, field: 'runAt', mentions: /between the years 1 and 9999/ },
+    { name: 'delay over 100 years', spec: { task: 'v', delay: Number.MAX_SAFE_INTEGER }, field: 'delay', mentions: /delay must be at most/ },
+    { name: 'unknown backoff field lists the backoff fields', spec: { task: 'v', backoff: { retries: 1 } }, field: 'backoff', mentions: /expected strategy, base, factor, maxInterval, jitter$/ },
   ];
 
   it.each(cases)('$name -> ValidationError naming $field, nothing written', async ({ spec, field, mentions }) => {
@@ -407,6 +417,34 @@ describe('invalid input', () => {
     expect(error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'priority' });
     expect((error as Error).message).toMatch(/^job 2: invalid priority/);
     expect(await countJobs()).toBe(before);
+  });
+
+  it('a paired surrogate (an emoji) is fine in names, keys and payloads', async () => {
+    const { id } = await t.client.enqueue({ task: 'emoji_😀', queue: 'q😀', idempotencyKey: 'key-😀', payload: { face: '😀' } });
+    expect(await t.client.getJob(id)).toMatchObject({ task: 'emoji_😀', queue: 'q😀', idempotencyKey: 'key-😀', payload: { face: '😀' } });
+  });
+
+  it('a batch too large for one statement -> ValidationError before anything is written', async () => {
+    const before = await countJobs();
+    // 210 payloads of 1 MB (each within the limit): 210 MB of JSON, over the 200 MiB a batch may carry.
+    const payload = 'x'.repeat(1_000_000);
+    const error = await rejection(t.client.enqueueMany(Array.from({ length: 210 }, () => ({ task: 'huge', payload }))));
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toMatch(/batch of 210 jobs is \d+ MiB as JSON; a batch may be at most 200 MiB/);
+    expect(await countJobs()).toBe(before);
+  });
+
+  it('a hole in a sparse batch is a missing job spec, named by its position', async () => {
+    // eslint-disable-next-line no-sparse-arrays
+    const error = await rejection(t.client.enqueueMany([{ task: 'a' }, , { task: 'b' }] as JobSpec[]));
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toMatch(/^job 1: /);
+  });
+
+  it('maxPayloadBytes that is not a positive whole number -> ConfigError at createClient', () => {
+    for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, 0, -1, 1.5]) {
+      expect(() => createClient({ pool: t.pool, schema: t.schema, maxPayloadBytes: bad })).toThrow(ConfigError);
+    }
   });
 
   it('a batch that is not an array -> ValidationError', async () => {

@@ -337,4 +337,28 @@ describe('outcomes the database cannot store', () => {
     const job = await waitForState(nul, ['dead'], 2_000);
     expect(job.lastError).toMatch(/bad byte/);
   });
+
+  it('an unpaired UTF-16 surrogate in an error or a result is stored as U+FFFD, and holds up no other outcome', async () => {
+    // JSON.stringify writes it as an escape that jsonb refuses, which would fail the whole batch of outcomes.
+    await startAgent({
+      concurrency: 4,
+      handlers: {
+        surrogate_error: () => {
+          throw new Error('half a pair \ud83d here');
+        },
+        surrogate_result: () => ({ text: 'half \udc00 pair' }),
+        plain_error: () => {
+          throw new Error('plain failure');
+        },
+        returns_ok: (n: number) => n,
+      },
+    });
+    const failing = await enqueue({ task: 'surrogate_error', maxAttempts: 1 });
+    const returning = await enqueue({ task: 'surrogate_result' });
+    const others = [await enqueue({ task: 'plain_error', maxAttempts: 1 }), await enqueue({ task: 'returns_ok', payload: 7 })];
+    expect((await waitForState(others[0], ['dead'], 3_000)).lastError).toBe('plain failure');
+    expect((await waitForState(others[1], ['completed'], 3_000)).result).toBe(7);
+    expect((await waitForState(failing, ['dead'], 3_000)).lastError).toBe('half a pair \ufffd here');
+    expect((await waitForState(returning, ['completed'], 3_000)).result).toEqual({ text: 'half \ufffd pair' });
+  });
 });

@@ -71,7 +71,6 @@ describe('enqueueWorkflow: shapes run in dependency order', () => {
   });
 
   it('diamond: the sink waits for both branches', async () => {
-    await startAgent({ handlers: { step: ok } });
     const { jobs } = await t.client.enqueueWorkflow({
       nodes: {
         sink: { task: 'step', dependsOn: ['left', 'right'] },
@@ -80,7 +79,9 @@ describe('enqueueWorkflow: shapes run in dependency order', () => {
         top: { task: 'step' },
       },
     });
+    // Before any agent runs, or the top may already be claimed when the states are read.
     expect(await states([jobs.top, jobs.left, jobs.right, jobs.sink])).toEqual(['pending', 'waiting', 'waiting', 'waiting']);
+    await startAgent({ handlers: { step: ok } });
     await allCompleted(Object.values(jobs));
     expect(await expectDependencyOrder(Object.values(jobs))).toBe(4);
   });
@@ -231,6 +232,28 @@ describe('plain enqueue with dependsOn', () => {
   it('dependsOn with an idempotency key, or not ids: ValidationError', async () => {
     await expect(t.client.enqueue({ task: 'x', dependsOn: [1], idempotencyKey: 'k' })).rejects.toThrow(/idempotencyKey/);
     await expect(t.client.enqueue({ task: 'x', dependsOn: ['a' as unknown as number] })).rejects.toThrow(ValidationError);
+  });
+
+  it('dependsOn: [] depends on nothing: a plain job, whose idempotency key works as usual', async () => {
+    const first = await t.client.enqueue({ task: 'no_deps', idempotencyKey: 'no-deps-key', dependsOn: [] });
+    expect(await t.client.enqueue({ task: 'no_deps', idempotencyKey: 'no-deps-key', dependsOn: [] })).toEqual({ id: first.id, duplicate: true });
+    const [again] = await t.client.enqueueMany([{ task: 'no_deps', idempotencyKey: 'no-deps-key', dependsOn: [] }]);
+    expect(again).toEqual({ id: first.id, duplicate: true });
+  });
+
+  it('a keyed job in a batch that has dependencies, or a keyed workflow node: ValidationError, nothing inserted', async () => {
+    const parent = await t.client.enqueue({ task: 'keyed_parent', idempotencyKey: 'taken-key' });
+    const before = await jobCount();
+    // The batch's insert has no ON CONFLICT: a taken key would have failed it with a raw unique violation.
+    const batch = await t.client
+      .enqueueMany([{ task: 'keyed', idempotencyKey: 'taken-key' }, { task: 'child', dependsOn: [parent.id] }])
+      .catch((e) => e);
+    expect(batch).toBeInstanceOf(ValidationError);
+    expect(batch.message).toMatch(/job 0: a job enqueued with dependsOn or in a workflow cannot have an idempotencyKey/);
+    const flow = await t.client.enqueueWorkflow({ nodes: { a: { task: 'a', idempotencyKey: 'taken-key' }, b: { task: 'b', dependsOn: ['a'] } } }).catch((e) => e);
+    expect(flow).toBeInstanceOf(ValidationError);
+    expect(flow.message).toMatch(/node "a": .*cannot have an idempotencyKey/);
+    expect(await jobCount()).toBe(before);
   });
 });
 

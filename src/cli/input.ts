@@ -1,5 +1,6 @@
 /** Parsing of command-line values that yargs cannot check: payloads, durations, times, ids, states. */
 import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { parseDuration } from '../shared/duration.js';
 import { JOB_STATES, isJobState } from '../shared/job-state.js';
 import { UsageError } from './context.js';
@@ -39,13 +40,17 @@ export function readDuration(flag: string, value: string): number {
   return ms;
 }
 
-/** `--run-at` or `--since`: an ISO 8601 timestamp. */
+const TIMESTAMP = z.iso.datetime({ offset: true });
+
+/**
+ * `--run-at` or `--since`: an ISO 8601 timestamp with a time zone, checked as the client API checks runAt (a
+ * date such as February 30 is refused, not rolled over; a time without a zone would depend on this machine's).
+ */
 export function readTimestamp(flag: string, value: string): Date {
-  const date = new Date(value);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(date.getTime())) {
-    throw new UsageError(`--${flag} ${JSON.stringify(value)} is not a timestamp; use ISO 8601, e.g. 2026-10-01T09:00:00Z`);
+  if (!TIMESTAMP.safeParse(value).success) {
+    throw new UsageError(`--${flag} ${JSON.stringify(value)} is not a timestamp; use ISO 8601 with a time zone, e.g. 2026-10-01T09:00:00Z or 2026-10-01T11:00:00+02:00`);
   }
-  return date;
+  return new Date(value);
 }
 
 /**

@@ -41,6 +41,21 @@ let cli = yargs(hideBin(process.argv))
 
 for (const register of COMMANDS) cli = register(cli) as Argv<CommonFlags>;
 
+/** Flags that may be given more than once; yargs turns any other repeated flag into an array no command expects. */
+const REPEATABLE = new Set(['depends-on']);
+
+/** A flag written twice (`--payload a --payload b`) is a usage error, not a crash in the command. */
+function refuseRepeatedFlags(words: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const word of words) {
+    if (word === '--') return;
+    const flag = /^--(?:no-)?([^=]+)/.exec(word)?.[1];
+    if (flag === undefined || REPEATABLE.has(flag)) continue;
+    if (seen.has(flag)) throw new UsageError(`--${flag} was given more than once; give it once`);
+    seen.add(flag);
+  }
+}
+
 const verbose = process.argv.includes('--verbose');
 
 /** Wrong input exits 2 (usage); a refusal or failure of the operation exits 1. */
@@ -60,6 +75,7 @@ function describeUsageProblem(message: string): string {
 }
 
 try {
+  refuseRepeatedFlags(hideBin(process.argv));
   await cli
     .demandCommand(1, 'name a command; `wida --help` lists them')
     .recommendCommands()

@@ -6,7 +6,7 @@ import { SchemaDb, type Queryable } from './db/sql.js';
 import { createPool } from './db/pool.js';
 import { inTransaction } from './db/transaction.js';
 import { jobFindByIdempotencyKeys, jobInsertMany, jobInsertOne, type InsertedJob } from './db/queries/jobs.js';
-import { ValidationError } from './errors.js';
+import { ConfigError, ValidationError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow } from './job-spec.js';
 import * as workflow from './workflow.js';
 import type { DependentJobSpec, EnqueuedWorkflow, WorkflowInfo, WorkflowSpec } from './workflow.js';
@@ -81,10 +81,13 @@ export function createClient(options: ClientOptions = {}): WidaClient {
   if (!options.pool && !databaseUrl) {
     throw new ValidationError('databaseUrl', 'no database configured: pass databaseUrl or a pool, or set WIDA_DATABASE_URL');
   }
+  const maxPayloadBytes = options.maxPayloadBytes ?? config?.WIDA_MAX_PAYLOAD_BYTES ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  if (!Number.isSafeInteger(maxPayloadBytes) || maxPayloadBytes < 1) {
+    throw new ConfigError(`maxPayloadBytes must be a positive whole number of bytes; got ${String(maxPayloadBytes)}`);
+  }
   const ownsPool = !options.pool;
   const pool = options.pool ?? createPool(databaseUrl!, { applicationName: 'wida client' });
   const db = new SchemaDb(pool, schema);
-  const maxPayloadBytes = options.maxPayloadBytes ?? config?.WIDA_MAX_PAYLOAD_BYTES ?? DEFAULT_MAX_PAYLOAD_BYTES;
 
   /** Runs `work` in the caller's transaction if given, else in one of our own. */
   function transaction<T>(enqueueOptions: EnqueueOptions, work: (tx: SchemaDb) => Promise<T>): Promise<T> {
@@ -100,19 +103,28 @@ export function createClient(options: ClientOptions = {}): WidaClient {
 
   const hasDependencies = (spec: unknown) =>
     typeof spec === 'object' && spec !== null && 'dependsOn' in spec && (spec as DependentJobSpec).dependsOn !== undefined;
+  // `dependsOn: []` depends on nothing: the job is a plain one (and may carry an idempotency key).
+  const withoutNoDependencies = (spec: DependentJobSpec): DependentJobSpec => {
+    if (typeof spec !== 'object' || spec === null || !Array.isArray(spec.dependsOn) || spec.dependsOn.length > 0) return spec;
+    const { dependsOn: _none, ...plain } = spec;
+    return plain;
+  };
 
   async function enqueueMany(specs: readonly DependentJobSpec[], enqueueOptions: EnqueueOptions = {}): Promise<EnqueueResult[]> {
     if (!Array.isArray(specs)) throw new ValidationError('jobs', 'enqueueMany takes an array of job specs');
     if (specs.length === 0) return [];
-    if (specs.some(hasDependencies)) return enqueueWithDependencies(specs, enqueueOptions);
-    const rows = specs.map((spec, i) => toInsertRow(spec, maxPayloadBytes, specs.length > 1 ? i : undefined));
+    // Array.from, not map: a hole in a sparse array is a missing job spec, not a row to skip.
+    const plain = Array.from(specs, withoutNoDependencies);
+    if (plain.some(hasDependencies)) return enqueueWithDependencies(plain, enqueueOptions);
+    const rows = plain.map((spec, i) => toInsertRow(spec, maxPayloadBytes, plain.length > 1 ? i : undefined));
     return insertRows(enqueueOptions.client ? db.on(enqueueOptions.client) : db, rows);
   }
 
   return {
     db,
     enqueueMany,
-    async enqueue(spec, enqueueOptions) {
+    async enqueue(given, enqueueOptions) {
+      const spec = withoutNoDependencies(given);
       if (hasDependencies(spec)) return (await enqueueWithDependencies([spec], enqueueOptions ?? {}))[0];
       const row = toInsertRow(spec, maxPayloadBytes);
       const [result] = await insertRows(enqueueOptions?.client ? db.on(enqueueOptions.client) : db, [row]);

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { durationField } from './duration.js';
 import { ValidationError } from './errors.js';
-import { hasNulEscape } from './storable.js';
+import { hasLoneSurrogateEscape, hasNulEscape, LONE_SURROGATE } from './storable.js';
 import { PRIORITIES, priorityToNumber } from './job-state.js';
 
 /** Defaults for a job, in one place: the insert statement fills omitted fields from these. */
@@ -18,11 +18,31 @@ export const JOB_DEFAULTS = {
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024;
 
-const name = (what: string) =>
+const NUL_OR_SURROGATE = /[\0\uD800-\uDFFF]/;
+
+/** A string PostgreSQL stores as it is: no NUL character, no unpaired surrogate (stored as U+FFFD, it would differ). */
+const storableString = (what: string, max: number) =>
   z
     .string({ error: `${what} must be a string` })
     .min(1, `${what} must not be empty`)
-    .max(128, `${what} must be at most 128 characters`);
+    .max(max, `${what} must be at most ${max} characters`)
+    .superRefine((text, ctx) => {
+      // One scan for the usual string, which has neither.
+      if (!NUL_OR_SURROGATE.test(text)) return;
+      if (text.includes('\0')) ctx.addIssue({ code: 'custom', message: `${what} must not contain the NUL character (\\u0000)` });
+      else if (LONE_SURROGATE.test(text)) ctx.addIssue({ code: 'custom', message: `${what} must be well-formed Unicode (it has an unpaired UTF-16 surrogate)` });
+    });
+
+const name = (what: string) => storableString(what, 128);
+
+/** run_at is written as ISO 8601, which PostgreSQL reads for years 1 to 9999. */
+const runAtDate = z.date().refine((date) => date.getUTCFullYear() >= 1 && date.getUTCFullYear() <= 9999, 'runAt must be between the years 1 and 9999');
+
+/** A delay keeps run_at within PostgreSQL's (and ISO 8601's four-digit) years: 100 years is plenty. */
+export const MAX_DELAY_MS = 100 * 365 * 86_400_000;
+
+const BACKOFF_FIELDS = 'strategy, base, factor, maxInterval, jitter';
+const SPEC_FIELDS = 'task, queue, payload, priority, runAt, delay, maxAttempts, backoff, timeout, idempotencyKey, dependsOn';
 
 const backoffSchema = z
   .object({
@@ -40,12 +60,12 @@ export const jobSpecSchema = z
     queue: name('queue').optional(),
     payload: z.unknown().optional(),
     priority: z.enum(PRIORITIES, { error: `priority must be one of ${PRIORITIES.join(', ')}` }).optional(),
-    runAt: z.union([z.date(), z.iso.datetime({ offset: true })], { error: 'runAt must be a Date or an ISO 8601 timestamp with a time zone' }).optional(),
-    delay: durationField('delay', { max: Number.MAX_SAFE_INTEGER }).optional(),
+    runAt: z.union([runAtDate, z.iso.datetime({ offset: true })], { error: 'runAt must be a Date or an ISO 8601 timestamp with a time zone' }).optional(),
+    delay: durationField('delay', { max: MAX_DELAY_MS }).optional(),
     maxAttempts: z.number().int('maxAttempts must be a whole number').min(1, 'maxAttempts must be at least 1').max(1000, 'maxAttempts must be at most 1000').optional(),
     backoff: backoffSchema.optional(),
     timeout: durationField('timeout', { min: 1 }).optional(),
-    idempotencyKey: z.string().min(1, 'idempotencyKey must not be empty').max(256, 'idempotencyKey must be at most 256 characters').optional(),
+    idempotencyKey: storableString('idempotencyKey', 256).optional(),
   })
   .strict()
   .refine((spec) => !(spec.runAt !== undefined && spec.delay !== undefined), {
@@ -81,7 +101,7 @@ export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: 
     const issue = parsed.error.issues[0];
     const field = issue.path.join('.') || 'job';
     const message = issue.code === 'unrecognized_keys'
-      ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected task, queue, payload, priority, runAt, delay, maxAttempts, backoff, timeout, idempotencyKey, dependsOn`
+      ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected ${issue.path[0] === 'backoff' ? BACKOFF_FIELDS : SPEC_FIELDS}`
       : issue.message;
     throw new ValidationError(field, `${where}invalid ${field}: ${message}`);
   }
@@ -98,6 +118,9 @@ export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: 
   }
   if (hasNulEscape(payloadText)) {
     throw new ValidationError('payload', `${where}payload contains a NUL character (\\u0000), which PostgreSQL cannot store`);
+  }
+  if (hasLoneSurrogateEscape(payloadText)) {
+    throw new ValidationError('payload', `${where}payload has a string with an unpaired UTF-16 surrogate, which PostgreSQL cannot store; expected well-formed Unicode`);
   }
   // UTF-8 takes at most 3 bytes per UTF-16 unit, so short payloads need no byte count.
   const bytes = payloadText.length * 3 <= maxPayloadBytes ? 0 : Buffer.byteLength(payloadText);

@@ -43,8 +43,12 @@ function readNode(name: string, spec: unknown, maxPayloadBytes: number, label: s
   if (dependsOn !== undefined && !Array.isArray(dependsOn)) {
     throw new ValidationError(`${label}.dependsOn`, `${label}: dependsOn must be an array of node names or job ids`);
   }
-  if (dependsOn && dependsOn.length > 0 && jobSpec.idempotencyKey !== undefined) {
-    throw new ValidationError(`${label}.idempotencyKey`, `${label}: a job with dependsOn cannot have an idempotencyKey (not supported yet)`);
+  // The graph's insert has no ON CONFLICT: a key already taken would fail the whole graph with a raw error.
+  if (jobSpec.idempotencyKey !== undefined) {
+    throw new ValidationError(
+      `${label}.idempotencyKey`,
+      `${label}: a job enqueued with dependsOn or in a workflow cannot have an idempotencyKey (not supported yet); enqueue keyed jobs on their own`,
+    );
   }
   let row;
   try {

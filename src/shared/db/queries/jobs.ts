@@ -2,6 +2,7 @@
  * The jobs table: inserts (one, many, with dependencies), retention and the planner's statistics. A job's runs
  * (claim, complete, fail, leases, rescue) live in jobs-runs.ts, operator actions in jobs-admin.ts.
  */
+import { ValidationError } from '../../errors.js';
 import { JOB_DEFAULTS, type JobInsertRow } from '../../job-spec.js';
 import { statement, type SchemaDb, type Statement } from '../sql.js';
 import { notifyJobsReady } from './notifications.js';
@@ -170,7 +171,7 @@ export interface DependentInsertRow extends JobInsertRow {
 
 /** Inserts jobs that may wait for others (no idempotency keys), in one statement; ids in input order. */
 export async function jobInsertWithDependencies(db: SchemaDb, rows: readonly DependentInsertRow[]): Promise<number[]> {
-  const result = await db.rows(INSERT_WITH_DEPENDENCIES, [JSON.stringify(rows)]);
+  const result = await db.rows(INSERT_WITH_DEPENDENCIES, [batchJson(rows)]);
   return result.map((row) => Number(row.id)).sort((a, b) => a - b);
 }
 
@@ -231,10 +232,35 @@ export async function jobSettleWaiting(db: SchemaDb, settlements: readonly Waiti
   await db.rows(SETTLE_WAITING, [JSON.stringify(settlements.map((x) => ({ id: x.id, unmet: x.unmet, blocked_reason: x.blockedReason })))]);
 }
 
+/**
+ * A batch travels as one JSON array, and PostgreSQL holds a jsonb value of at most 256 MiB (and V8 a string of
+ * about 512 M characters). Each payload is within its own limit, so only a batch of very many or very large
+ * ones gets here; it is refused whole, before anything is written.
+ */
+const MAX_BATCH_JSON_BYTES = 200 * 1024 * 1024;
+
+function batchJson(rows: readonly object[]): string {
+  const tooLarge = (size: string) =>
+    new ValidationError('jobs', `the batch of ${rows.length} jobs is ${size} as JSON; a batch may be at most 200 MiB: enqueue it in smaller batches`);
+  let text: string;
+  try {
+    text = JSON.stringify(rows);
+  } catch (error) {
+    if (error instanceof RangeError) throw tooLarge('more than 512 M characters');
+    throw error;
+  }
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: most batches need no byte count.
+  if (text.length * 3 > MAX_BATCH_JSON_BYTES) {
+    const bytes = Buffer.byteLength(text);
+    if (bytes > MAX_BATCH_JSON_BYTES) throw tooLarge(`${(bytes / 1024 / 1024).toFixed(0)} MiB`);
+  }
+  return text;
+}
+
 /** Inserts jobs in one statement, in input order. Jobs whose idempotency key is taken are left out of the result. */
 export async function jobInsertMany(db: SchemaDb, rows: readonly JobInsertRow[]): Promise<InsertedJob[]> {
   const keyed = rows.some((row) => row.idempotency_key !== undefined);
-  const result = await db.rows(batchInsertFor(rows, keyed), [JSON.stringify(rows)]);
+  const result = await db.rows(batchInsertFor(rows, keyed), [batchJson(rows)]);
   const jobs = result.map((row) => ({ id: Number(row.id), idempotencyKey: row.idempotency_key as string | null }));
   return jobs.sort((a, b) => a.id - b.id);
 }
