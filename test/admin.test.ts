@@ -1,7 +1,9 @@
 import { hostname } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobContext } from '../src/agent/worker/executors/executor.js';
-import { InvalidJobStateError, JobNotFoundError } from '../src/shared/errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { notifyControl } from '../src/shared/db/queries/notifications.js';
+import { InvalidJobStateError, JobNotFoundError, ValidationError } from '../src/shared/errors.js';
 import type { JobState } from '../src/shared/job-state.js';
 import { WIDA_VERSION } from '../src/shared/version.js';
 import { useAgents } from './support/agents.js';
@@ -159,6 +161,91 @@ describe('cancelling a running job', () => {
     const job = await t.client.getJob(id);
     expect(job).toMatchObject({ state: 'cancelled', result: null, leaseExpiresAt: null });
     expect(job.attemptLog).toEqual([expect.objectContaining({ attempt: 1, agent: agent.id, outcome: 'cancelled' })]);
+  });
+});
+
+describe('bad input to admin operations: a ValidationError naming it, before any statement', () => {
+  it.each([Number.NaN, 1.5, 0, -1, 2 ** 63, Number.POSITIVE_INFINITY, undefined, '7'])('job id %s', async (id) => {
+    const bad = id as number;
+    for (const call of [t.client.getJob(bad), t.client.retryJob(bad), t.client.cancelJob(bad), t.client.dropJob(bad), t.client.replayJob(bad)]) {
+      await expect(call).rejects.toThrow(ValidationError);
+      await expect(call).rejects.toThrow(/job id must be a job id \(a positive whole number\)/);
+    }
+  });
+
+  it.each([
+    ['empty', ''],
+    ['129 characters', 'q'.repeat(129)],
+    ['with NUL', 'a\u0000b'],
+    ['null', null],
+  ])('queue name %s: pause and resume refuse it and write nothing', async (_what, queue) => {
+    const before = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".queues`);
+    await expect(t.client.pauseQueue(queue as string)).rejects.toThrow(ValidationError);
+    await expect(t.client.resumeQueue(queue as string)).rejects.toThrow(ValidationError);
+    const after = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".queues`);
+    expect(after.rows[0].n).toBe(before.rows[0].n);
+  });
+
+  it('list and DLQ filters', async () => {
+    await expect(t.client.listJobs({ limit: -1 })).rejects.toThrow(/invalid limit: limit must be a whole number, 1 or more/);
+    await expect(t.client.listJobs({ beforeId: Number.NaN })).rejects.toThrow(/invalid beforeId/);
+    await expect(t.client.listJobs({ states: ['finished'] })).rejects.toThrow(/invalid states: states must be among waiting, pending/);
+    await expect(t.client.listJobs({ finishedSince: new Date('nope') })).rejects.toThrow(/invalid finishedSince/);
+    await expect(t.client.listDead({ queue: '' })).rejects.toThrow(/invalid queue: queue must not be empty/);
+    await expect(t.client.purgeDead({ ids: [Number.NaN] })).rejects.toThrow(/invalid ids: each id must be a job id/);
+    await expect(t.client.replayDead({ finishedWithinMs: Number.NaN })).rejects.toThrow(/invalid finishedWithinMs/);
+    await expect(t.client.purgeDead({ ids: [2 ** 63] })).rejects.toThrow(ValidationError);
+  });
+});
+
+describe('cancelling a claimed job', () => {
+  it('a job claimed but still waiting in the agent buffer never starts', async () => {
+    const releaseBlocker = deferred();
+    const ran: string[] = [];
+    // One slot, one job claimed ahead: the second job waits in the buffer, running in the database.
+    await startAgent({
+      concurrency: 1,
+      prefetch: 1,
+      handlers: {
+        buffered_cancel: async (name: string) => {
+          ran.push(name);
+          if (name === 'blocker') await releaseBlocker.promise;
+        },
+      },
+    });
+    const blocker = await t.client.enqueue({ task: 'buffered_cancel', payload: 'blocker' });
+    await waitFor('the blocker to start', () => ran.length === 1);
+    const buffered = await t.client.enqueue({ task: 'buffered_cancel', payload: 'buffered' });
+    await waitFor('the second job to be claimed', async () => (await t.client.getJob(buffered.id)).state === 'running');
+    await t.client.cancelJob(buffered.id);
+    await sleep(200); // the control message reaches the agent
+    releaseBlocker.resolve();
+    await waitFor('the blocker to complete', async () => (await t.client.getJob(blocker.id)).state === 'completed');
+    const marker = await t.client.enqueue({ task: 'buffered_cancel', payload: 'marker' });
+    await waitFor('the marker to complete', async () => (await t.client.getJob(marker.id)).state === 'completed');
+    expect(ran).toEqual(['blocker', 'marker']);
+    expect((await t.client.getJob(buffered.id)).state).toBe('cancelled');
+  });
+
+  it("a cancel that names an earlier run does not abort the job's next run", async () => {
+    const started = deferred();
+    const aborted: unknown[] = [];
+    const agent = await startAgent({
+      handlers: {
+        rerun: async (_payload, ctx: JobContext) => {
+          ctx.signal.addEventListener('abort', () => aborted.push(ctx.signal.reason));
+          started.resolve();
+          await sleep(400);
+        },
+      },
+    });
+    const { id } = await t.client.enqueue({ task: 'rerun' });
+    await started.promise;
+    const { leaseEpoch } = await rawJob(t.pool, t.schema, id).then((row) => ({ leaseEpoch: row!.lease_epoch as number }));
+    // What a cancel of the run before this one sends when its notification comes late (say, after a retry).
+    await notifyControl(t.db, { type: 'cancel', jobId: id, leaseEpoch: leaseEpoch - 1, agentId: agent.id });
+    await waitFor('the job to complete', async () => (await t.client.getJob(id)).state === 'completed');
+    expect(aborted).toEqual([]);
   });
 });
 

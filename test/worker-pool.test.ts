@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobAbort } from '../src/agent/worker/abort-reasons.js';
 import { Completer } from '../src/agent/worker/completer.js';
 import { InProcessExecutor } from '../src/agent/worker/executors/executor.js';
 import { WorkerPool } from '../src/agent/worker/worker-pool.js';
@@ -47,6 +48,102 @@ function claimsAnsweredInReverse(pool: pg.Pool): Queryable {
     },
   };
 }
+
+/**
+ * The real database, with the answers of claims held back until `deliver()`; `ran` resolves once a claim that
+ * brought jobs has run (and committed). Both claims in flight are held: either may be the one that brings them.
+ */
+function claimsHeld(pool: pg.Pool): { queryable: Queryable; ran: Promise<void>; deliver: () => void } {
+  let ranResolve!: () => void;
+  const ran = new Promise<void>((resolve) => (ranResolve = resolve));
+  let deliver!: () => void;
+  const delivered = new Promise<void>((resolve) => (deliver = resolve));
+  return {
+    ran,
+    deliver,
+    queryable: {
+      async query(config) {
+        if (!config.name?.includes('job_claim_batch')) return pool.query(config);
+        const result = await pool.query(config);
+        if (result.rows.length > 0) ranResolve();
+        await delivered;
+        return result;
+      },
+    },
+  };
+}
+
+function workerPool(db: SchemaDb, handlers: Record<string, (payload: any) => unknown>): WorkerPool {
+  return new WorkerPool({
+    agentId: 'worker-pool-test',
+    db,
+    releaseDb: t.db,
+    executor: new InProcessExecutor(handlers),
+    completer: new Completer(t.db, silentLogger),
+    logger: silentLogger,
+    queues: null,
+    concurrency: 2,
+    prefetch: 2,
+    leaseMs: 30_000,
+    defaultTimeoutMs: 60_000,
+    queueConcurrency: {},
+  });
+}
+
+describe('what a claim in flight brings', () => {
+  it('a run cancelled while the claim travelled does not start; the others do', async () => {
+    const [keep, cancel] = await insertJobs(t.pool, t.schema, [
+      { task: 'travel_cancel', payload: 'keep' },
+      { task: 'travel_cancel', payload: 'cancel' },
+    ]);
+    const held = claimsHeld(hotPool);
+    const started: string[] = [];
+    const workers = workerPool(new SchemaDb(held.queryable, t.schema), { travel_cancel: (name: string) => void started.push(name) });
+    try {
+      workers.wake();
+      await held.ran;
+      // Claimed (committed) by whichever claim took it, its answer still held.
+      await waitFor('both jobs claimed', async () => {
+        const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".jobs WHERE id = ANY($1) AND state = 'running'`, [[keep.id, cancel.id]]);
+        return rows[0].n === 2;
+      });
+      const { rows } = await t.pool.query(`SELECT lease_epoch FROM "${t.schema}".jobs WHERE id = $1`, [cancel.id]);
+      // As the control message of an operator's cancel does, while the claim's answer is still on its way.
+      workers.cancelRun({ id: cancel.id, leaseEpoch: rows[0].lease_epoch }, new JobAbort('cancelled', 'cancelled by an operator'));
+      held.deliver();
+      await waitFor('the kept job to run', () => started.includes('keep'));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } finally {
+      await workers.stop(5_000);
+    }
+    expect(started).toEqual(['keep']);
+    expect(keep.id).toBeLessThan(cancel.id);
+  });
+
+  it('jobs of a queue paused while the claim travelled go back to pending, not to a handler', async () => {
+    const jobs = await insertJobs(t.pool, t.schema, [
+      { task: 'travel_pause', queue: 'travel_paused', payload: 'paused-1' },
+      { task: 'travel_pause', queue: 'travel_paused', payload: 'paused-2' },
+    ]);
+    const held = claimsHeld(hotPool);
+    const started: string[] = [];
+    const workers = workerPool(new SchemaDb(held.queryable, t.schema), { travel_pause: (name: string) => void started.push(name) });
+    try {
+      workers.wake();
+      await held.ran;
+      // As the control message of pauseQueue does.
+      await workers.releaseQueue('travel_paused');
+      held.deliver();
+      await waitFor('both jobs back to pending', async () => {
+        const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".jobs WHERE id = ANY($1) AND state = 'pending'`, [jobs.map((job) => job.id)]);
+        return rows[0].n === 2;
+      });
+    } finally {
+      await workers.stop(5_000);
+    }
+    expect(started).toEqual([]);
+  });
+});
 
 describe('the worker pool', () => {
   it('keeps its buffer in claim order when the later of two claims in flight lands first', async () => {

@@ -144,7 +144,11 @@ export function createAgent(options: AgentOptions): Agent {
     } catch {
       return;
     }
-    if (message.type === 'cancel') workers?.abort(message.jobId, new JobAbort('cancelled', 'cancelled by an operator'));
+    if (message.type === 'cancel') {
+      if (message.agentId === null || message.agentId === id) {
+        workers?.cancelRun({ id: message.jobId, leaseEpoch: message.leaseEpoch }, new JobAbort('cancelled', 'cancelled by an operator'));
+      }
+    }
     else if (message.type === 'queue_paused') void workers?.releaseQueue(message.queue);
     else if (message.type === 'leader_resigned') elector?.campaignNow();
   }

@@ -3,6 +3,7 @@
  * so every action has one implementation with one set of state rules (src/shared/job-state.ts).
  */
 import pg from 'pg';
+import { checkDeadFilter, checkJobId, checkListFilter, checkQueueName } from './admin-input.js';
 import { InvalidJobStateError, JobNotFoundError } from './errors.js';
 import { ACTION_STATES, type JobAction } from './job-state.js';
 import type { SchemaDb } from './db/sql.js';
@@ -26,13 +27,13 @@ import { agentList, type AgentRow } from './db/queries/agents.js';
 export type { DeadFilter, JobListFilter, JobRow, QueueSummary, AgentRow };
 
 export async function getJob(db: SchemaDb, id: number): Promise<JobRow> {
-  const job = await jobGet(db, id);
+  const job = await jobGet(db, checkJobId(id));
   if (!job) throw new JobNotFoundError(id);
   return job;
 }
 
-export function listJobs(db: SchemaDb, filter: JobListFilter = {}): Promise<JobRow[]> {
-  return jobList(db, filter);
+export async function listJobs(db: SchemaDb, filter: JobListFilter = {}): Promise<JobRow[]> {
+  return jobList(db, checkListFilter(filter));
 }
 
 /**
@@ -52,7 +53,7 @@ function isPool(queryable: unknown): queryable is pg.Pool {
 
 async function applyAction(db: SchemaDb, action: JobAction, id: number) {
   const allowed = ACTION_STATES[action];
-  const outcome = await jobApplyAction(db, action, id, allowed);
+  const outcome = await jobApplyAction(db, action, checkJobId(id), allowed);
   if (!outcome) throw new JobNotFoundError(id);
   if (!outcome.changed) throw new InvalidJobStateError(id, outcome.previousState, action, allowed);
   return outcome;
@@ -72,6 +73,7 @@ export interface RunAgainOutcome {
  * while some have not. Its dependencies are locked first, in the same transaction (see jobs-admin.ts).
  */
 async function runAgain(db: SchemaDb, action: 'retry' | 'replay', id: number): Promise<RunAgainOutcome> {
+  checkJobId(id);
   const { outcome, job } = await inTransactionOn(db, async (tx) => {
     await jobLockDependencies(tx, id);
     const applied = await applyAction(tx, action, id);
@@ -95,7 +97,7 @@ export function retryJob(db: SchemaDb, id: number): Promise<RunAgainOutcome> {
 export async function cancelJob(db: SchemaDb, id: number): Promise<void> {
   const outcome = await applyAction(db, 'cancel', id);
   if (outcome.previousState === 'running') {
-    await notifyControl(db, { type: 'cancel', jobId: id, agentId: outcome.claimedBy });
+    await notifyControl(db, { type: 'cancel', jobId: id, leaseEpoch: outcome.leaseEpoch, agentId: outcome.claimedBy });
   }
 }
 
@@ -112,12 +114,13 @@ export function replayJob(db: SchemaDb, id: number): Promise<RunAgainOutcome> {
   return runAgain(db, 'replay', id);
 }
 
-export function listDead(db: SchemaDb, filter: Omit<JobListFilter, 'states'> = {}): Promise<JobRow[]> {
-  return jobList(db, { ...filter, states: ['dead'] });
+export async function listDead(db: SchemaDb, filter: Omit<JobListFilter, 'states'> = {}): Promise<JobRow[]> {
+  return jobList(db, checkListFilter({ ...filter, states: ['dead'] }));
 }
 
 /** Replays every dead job matching the filter; returns their ids. */
 export async function replayDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
+  checkDeadFilter(filter);
   const ids = await inTransactionOn(db, async (tx) => {
     await jobLockDependenciesOfDead(tx, filter);
     return jobReplayDead(tx, filter);
@@ -127,17 +130,19 @@ export async function replayDead(db: SchemaDb, filter: DeadFilter): Promise<numb
 }
 
 /** Deletes every dead job matching the filter; returns their ids. */
-export function purgeDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
-  return jobPurgeDead(db, filter);
+export async function purgeDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
+  return jobPurgeDead(db, checkDeadFilter(filter));
 }
 
 /** Agents stop claiming from a paused queue; jobs already running finish. */
 export async function pauseQueue(db: SchemaDb, queue: string): Promise<void> {
+  checkQueueName(queue);
   await queueSetPaused(db, queue, true);
   await notifyControl(db, { type: 'queue_paused', queue });
 }
 
 export async function resumeQueue(db: SchemaDb, queue: string): Promise<void> {
+  checkQueueName(queue);
   await queueSetPaused(db, queue, false);
   await notifyControl(db, { type: 'queue_resumed', queue });
   await notifyJobsReady(db, [queue]);

@@ -33,7 +33,8 @@ const storableString = (what: string, max: number) =>
       else if (LONE_SURROGATE.test(text)) ctx.addIssue({ code: 'custom', message: `${what} must be well-formed Unicode (it has an unpaired UTF-16 surrogate)` });
     });
 
-const name = (what: string) => storableString(what, 128);
+/** A task or queue name, as the jobs table's CHECKs and the NOTIFY payloads allow. */
+export const name = (what: string) => storableString(what, 128);
 
 /** run_at is written as ISO 8601, which PostgreSQL reads for years 1 to 9999. */
 const runAtDate = z.date().refine((date) => date.getUTCFullYear() >= 1 && date.getUTCFullYear() <= 9999, 'runAt must be between the years 1 and 9999');

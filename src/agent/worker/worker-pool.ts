@@ -68,6 +68,10 @@ export class WorkerPool {
   private readonly claims = new Set<Promise<void>>();
   private stopped = false;
   private landingClaim = false;
+  /** runs cancelled while a claim was in flight: that claim may bring them, and they must not start */
+  private readonly cancelledWhileClaiming = new Set<string>();
+  /** queues paused while a claim was in flight: what it brings of them is given back, not started */
+  private readonly pausedWhileClaiming = new Set<string>();
   private idleWaiters: (() => void)[] = [];
   private readonly tasks: string[] | null;
   private readonly hasQueueLimits: boolean;
@@ -164,12 +168,22 @@ export class WorkerPool {
       await this.releaseOrLeave(jobs, 'jobs claimed during shutdown');
       return;
     }
+    const claimed = jobs.length;
+    if (this.cancelledWhileClaiming.size > 0) {
+      jobs = jobs.filter((job) => !this.cancelledWhileClaiming.has(leaseKey(job)));
+      // A claim sent after the cancel cannot bring the run: once none sent before it is left, forget them.
+      if (this.claimsInFlight === 0) this.cancelledWhileClaiming.clear();
+    }
     this.forgetEarlierRuns(jobs);
     for (const job of jobs) (job as HeldJob).leaseGrantedAt = askedAt;
     this.bufferInClaimOrder(jobs as HeldJob[]);
+    if (this.pausedWhileClaiming.size > 0) {
+      for (const queue of this.pausedWhileClaiming) void this.releaseQueue(queue); // takes them from the buffer at once
+      if (this.claimsInFlight === 0) this.pausedWhileClaiming.clear();
+    }
     this.dispatch();
     // A full batch means more may be waiting; a wake-up that came meanwhile may have missed this claim's snapshot.
-    const again = jobs.length === limit || this.wokenWhileBusy;
+    const again = claimed === limit || this.wokenWhileBusy;
     this.wokenWhileBusy = false;
     if (again) this.wake();
   }
@@ -261,6 +275,26 @@ export class WorkerPool {
     );
   }
 
+  /**
+   * An operator cancelled this run (the database already says so): abort it if it runs, forget it if it waits in
+   * the buffer, and drop it from a claim still in flight that brings it. A later run of the job (another epoch)
+   * is left alone. Without an epoch (an older sender), any run of the job.
+   */
+  cancelRun(ref: { id: number; leaseEpoch?: number }, reason: JobAbort): void {
+    const matches = (job: ClaimedJob) => job.id === ref.id && (ref.leaseEpoch === undefined || job.leaseEpoch === ref.leaseEpoch);
+    const entry = this.running.get(ref.id);
+    if (entry && matches(entry.job)) {
+      this.abort(ref.id, reason);
+      return;
+    }
+    if (this.takeBuffered(matches).length > 0) {
+      this.dispatch();
+      this.wake();
+      return;
+    }
+    if (this.claimsInFlight > 0 && ref.leaseEpoch !== undefined) this.cancelledWhileClaiming.add(leaseKey(ref as LeaseRef));
+  }
+
   /** Fires a running job's signal and settles it at once: a handler that ignores its signal is abandoned. */
   abort(jobId: number, reason: JobAbort): boolean {
     const entry = this.running.get(jobId);
@@ -316,6 +350,8 @@ export class WorkerPool {
 
   /** Releases buffered jobs of a queue that was just paused. */
   async releaseQueue(queue: string): Promise<void> {
+    // A claim in flight may have read the queue before the pause committed: its jobs are given back as it lands.
+    if (this.claimsInFlight > 0) this.pausedWhileClaiming.add(queue);
     const released = this.takeBuffered((job) => job.queue === queue);
     if (released.length === 0) return;
     try {

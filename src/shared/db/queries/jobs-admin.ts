@@ -143,6 +143,8 @@ export interface ActionOutcome {
   /** the job's state after the action (null when it did not apply); a retry may leave it waiting */
   newState: string | null;
   claimedBy: string | null;
+  /** the run the action found (a cancel names it, so that only that run is aborted) */
+  leaseEpoch: number;
   queue: string;
 }
 
@@ -158,9 +160,9 @@ interface SideEffect {
 function action(name: string, change: string, sideEffects: readonly SideEffect[] = []): Statement {
   return statement(
     name,
-    `WITH target AS (SELECT id, state, claimed_by, queue FROM @.jobs WHERE id = $1 FOR UPDATE),
+    `WITH target AS (SELECT id, state, claimed_by, lease_epoch, queue FROM @.jobs WHERE id = $1 FOR UPDATE),
      changed AS (${change} RETURNING j.id, j.state)${sideEffects.map((effect) => `,\n     ${effect.cte}`).join('')}
-     SELECT t.state, t.claimed_by, t.queue, (SELECT count(*) FROM changed) > 0 AS changed, (SELECT state FROM changed) AS new_state
+     SELECT t.state, t.claimed_by, t.lease_epoch, t.queue, (SELECT count(*) FROM changed) > 0 AS changed, (SELECT state FROM changed) AS new_state
        FROM target t${sideEffects.map((effect) => ` LEFT JOIN ${effect.name} ON true`).join('')}`,
   );
 }
@@ -264,7 +266,7 @@ export async function jobApplyAction(
 ): Promise<ActionOutcome | undefined> {
   const [row] = await db.rows(ACTIONS[actionName], [id, allowedStates]);
   return row
-    ? { previousState: row.state, changed: row.changed, newState: row.new_state, claimedBy: row.claimed_by, queue: row.queue }
+    ? { previousState: row.state, changed: row.changed, newState: row.new_state, claimedBy: row.claimed_by, leaseEpoch: row.lease_epoch, queue: row.queue }
     : undefined;
 }
 

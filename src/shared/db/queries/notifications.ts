@@ -9,7 +9,8 @@ export async function notifyJobsReady(db: SchemaDb, queues: readonly string[]): 
 }
 
 export type ControlMessage =
-  | { type: 'cancel'; jobId: number; agentId: string | null }
+  /** the run (job and lease epoch) an operator cancelled: a later run of the job is not touched */
+  | { type: 'cancel'; jobId: number; leaseEpoch: number; agentId: string | null }
   | { type: 'queue_paused' | 'queue_resumed'; queue: string }
   /** sent by leader.ts's leaderResign: campaign now */
   | { type: 'leader_resigned'; term: number };
