@@ -99,6 +99,7 @@ describe('wida enqueue', () => {
       // yargs makes a repeated flag an array, which the command would trip over
       expectFailure(['enqueue', 'a', '--payload', '{}', '--payload', '{}'], 2, /--payload was given more than once; give it once/),
       expectFailure(['enqueue', 'a', '--delay', '1s', '--delay=2s'], 2, /--delay was given more than once/),
+      expectFailure(['enqueue', 'a', '--delay', '-1s'], 2, /--delay -1s: a value that starts with "-" is read as flags; write --delay=-1s/),
     ]);
     expect(await t.client.listJobs()).toEqual([]);
   });

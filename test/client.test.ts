@@ -327,6 +327,8 @@ describe('invalid input', () => {
     { name: 'priority as a number', spec: { task: 'v', priority: 3 }, field: 'priority', mentions: /priority/ },
     { name: 'negative delay', spec: { task: 'v', delay: -5 }, field: 'delay', mentions: /delay/ },
     { name: 'delay "soon"', spec: { task: 'v', delay: 'soon' }, field: 'delay', mentions: /delay.*soon/ },
+    { name: 'delay NaN', spec: { task: 'v', delay: Number.NaN }, field: 'delay', mentions: /delay must be a duration such as 500ms/ },
+    { name: 'delay as an object', spec: { task: 'v', delay: { ms: 5 } }, field: 'delay', mentions: /delay must be a duration such as 500ms/ },
     { name: 'runAt and delay', spec: { task: 'v', delay: 1000, runAt: new Date() }, field: 'runAt', mentions: /runAt.*delay/ },
     { name: 'runAt without a time zone', spec: { task: 'v', runAt: '2030-01-01T00:00:00' }, field: 'runAt', mentions: /runAt/ },
     { name: 'runAt an invalid Date', spec: { task: 'v', runAt: new Date('not a date') }, field: 'runAt', mentions: /runAt/ },

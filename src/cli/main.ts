@@ -56,6 +56,16 @@ function refuseRepeatedFlags(words: readonly string[]): void {
   }
 }
 
+/** `--delay -1s` reads as the flags -1 and -s: say how to pass a value that starts with a dash. */
+function refuseDashValues(words: readonly string[]): void {
+  for (let i = 1; i < words.length; i++) {
+    if (words[i - 1] === '--') return;
+    if (/^-\d/.test(words[i]) && /^--[^=]+$/.test(words[i - 1])) {
+      throw new UsageError(`${words[i - 1]} ${words[i]}: a value that starts with "-" is read as flags; write ${words[i - 1]}=${words[i]}`);
+    }
+  }
+}
+
 const verbose = process.argv.includes('--verbose');
 
 /** Wrong input exits 2 (usage); a refusal or failure of the operation exits 1. */
@@ -76,6 +86,7 @@ function describeUsageProblem(message: string): string {
 
 try {
   refuseRepeatedFlags(hideBin(process.argv));
+  refuseDashValues(hideBin(process.argv));
   await cli
     .demandCommand(1, 'name a command; `wida --help` lists them')
     .recommendCommands()

@@ -18,12 +18,13 @@ export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 /** A zod field for a duration: milliseconds as a number, or a string such as "30s". */
 export function durationField(what: string, { min = 0, max = MAX_DURATION_MS }: { min?: number; max?: number } = {}) {
-  return z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const expected = `${what} must be a duration such as 500ms, 30s, 5m, 2h or 1d, or a number of milliseconds`;
+  return z.union([z.number({ error: `${expected}; got a number that is not finite` }), z.string()], { error: expected }).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
       ctx.addIssue({
         code: 'custom',
-        message: `${what} must be a duration such as 500ms, 30s, 5m, 2h or 1d, or a number of milliseconds; got ${JSON.stringify(value)}`,
+        message: `${expected}; got ${JSON.stringify(value)}`,
       });
       return z.NEVER;
     }
