@@ -130,6 +130,44 @@ describe('cancel cascade races: a dependent attached while the cascade runs is c
   });
 });
 
+describe('an action racing the end of a run', () => {
+  it('a retry that waited while the running job went dead retries it (was a CHECK violation on the old version)', async () => {
+    const job = await insertJob(t.pool, t.schema, { task: 'race_dead', state: 'running' });
+    await withTwoConnections(async (holder) => {
+      await holder.query('BEGIN');
+      // What a failure with its attempts used up writes, not yet committed.
+      await holder.query(
+        `UPDATE "${t.schema}".jobs SET state = 'dead', lease_expires_at = NULL, claimed_by = NULL, finished_at = now() WHERE id = $1`,
+        [job.id],
+      );
+      // The retry's snapshot sees the job running; its row lock waits for the holder.
+      const retried = retryJob(t.db, job.id).catch((error) => error);
+      await waitForLockWaiter(job.id);
+      await holder.query('COMMIT');
+      expect(await retried).toEqual({ state: 'pending', pendingDeps: 0, blockedReason: null });
+    });
+    expect((await t.client.getJob(job.id)).state).toBe('pending');
+  });
+
+  it('cancelling a blocked waiting job clears its blocked reason', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({ nodes: { parent: { task: 'x', queue: 'idle' }, child: { task: 'x', queue: 'idle', dependsOn: ['parent'] } } });
+    await t.pool.query(`UPDATE "${t.schema}".jobs SET blocked_reason = 'blocked: job ' || $1 || ' is dead' WHERE id = $2`, [jobs.parent, jobs.child]);
+    await cancelJob(t.db, jobs.child);
+    expect(await t.client.getJob(jobs.child)).toMatchObject({ state: 'cancelled', blockedReason: null });
+  });
+});
+
+/** Waits until some backend waits for a lock on the job's row (the retry, from the pool). */
+async function waitForLockWaiter(jobId: number): Promise<void> {
+  await waitFor(`a backend waiting for job ${jobId}'s row`, async () => {
+    const { rows } = await t.pool.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%target AS%' AND query LIKE '%' || $1 || '.jobs%'`,
+      [`"${t.schema}"`],
+    );
+    return rows[0].n > 0;
+  });
+}
+
 describe('retry and replay of a job with dependencies re-check them', () => {
   it('a cascade-cancelled dependent retried while a dependency is pending waits (blocked while one is cancelled), then runs after them', async () => {
     const { jobs } = await t.client.enqueueWorkflow({

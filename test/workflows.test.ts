@@ -257,7 +257,60 @@ describe('plain enqueue with dependsOn', () => {
   });
 });
 
+describe("rejections inside the caller's transaction: nothing is kept, the transaction stays usable", () => {
+  it.each([
+    ['an unknown dependency', (id: number) => ({ task: 'in_tx', dependsOn: [id + 1_000_000] }), /which does not exist/],
+    ['a cancelled dependency', (id: number) => ({ task: 'in_tx', dependsOn: [id] }), /which is cancelled/],
+  ])('%s, caught by the caller, who then commits', async (_what, spec, message) => {
+    const cancelled = await t.client.enqueue({ task: 'in_tx_parent', queue: 'idle' });
+    await t.client.cancelJob(cancelled.id);
+    const before = await jobCount();
+    const client = await t.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await expect(t.client.enqueue(spec(cancelled.id), { client })).rejects.toThrow(message);
+      await expect(t.client.enqueueWorkflow({ nodes: { a: { task: 'in_tx' }, b: spec(cancelled.id) } }, { client })).rejects.toThrow(message);
+      expect((await client.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    expect(await jobCount()).toBe(before);
+  });
+
+  it('a client outside a transaction: the enqueue runs in one of its own, and a rejection keeps nothing', async () => {
+    const before = await jobCount();
+    const client = await t.pool.connect();
+    try {
+      await expect(t.client.enqueue({ task: 'no_tx', dependsOn: [987_654_321] }, { client })).rejects.toThrow(/which does not exist/);
+      expect(await jobCount()).toBe(before);
+      const parent = await t.client.enqueue({ task: 'no_tx_parent', queue: 'idle' });
+      const { id } = await t.client.enqueue({ task: 'no_tx', queue: 'idle', dependsOn: [parent.id] }, { client });
+      expect((await t.client.getJob(id)).state).toBe('waiting');
+    } finally {
+      client.release();
+    }
+  });
+});
+
 describe('rejections: nothing is inserted', () => {
+  it('a dependency by id on a job the same call creates (ids are predictable): ValidationError', async () => {
+    const { id: last } = await t.client.enqueue({ task: 'id_cycle_marker', queue: 'idle' });
+    const before = await jobCount();
+    // The next two ids, each depending on the other: a cycle the check by node names cannot see.
+    const cycle = await t.client.enqueueMany([{ task: 'x', dependsOn: [last + 2] }, { task: 'x', dependsOn: [last + 1] }]).catch((e) => e);
+    expect(cycle).toBeInstanceOf(ValidationError);
+    expect(cycle.message).toMatch(/depends on job \d+, which this same call creates/);
+    const self = await t.client.enqueue({ task: 'x', dependsOn: [last + 3] }).catch((e) => e);
+    expect(self).toBeInstanceOf(ValidationError);
+    expect(await jobCount()).toBe(before);
+  });
+
+  it('a node name with NUL or an unpaired surrogate: ValidationError', async () => {
+    await expect(t.client.enqueueWorkflow({ nodes: { 'a\u0000': { task: 'x' } } })).rejects.toThrow(/node name .* NUL character or an unpaired UTF-16 surrogate/);
+    await expect(t.client.enqueueWorkflow({ nodes: { 'b\ud800': { task: 'x' } } })).rejects.toThrow(ValidationError);
+  });
+
   it('a cycle: CycleDetectedError naming the path', async () => {
     const before = await jobCount();
     const error = await t.client

@@ -56,11 +56,14 @@ function refuseRepeatedFlags(words: readonly string[]): void {
   }
 }
 
-/** `--delay -1s` reads as the flags -1 and -s: say how to pass a value that starts with a dash. */
+/**
+ * `--delay -1s` reads as the flags -1 and -s: say how to pass a value that starts with a dash. (A negative number
+ * such as `--next -1` yargs takes as the value.)
+ */
 function refuseDashValues(words: readonly string[]): void {
   for (let i = 1; i < words.length; i++) {
     if (words[i - 1] === '--') return;
-    if (/^-\d/.test(words[i]) && /^--[^=]+$/.test(words[i - 1])) {
+    if (/^-\d/.test(words[i]) && !/^-\d+(\.\d+)?$/.test(words[i]) && /^--[^=]+$/.test(words[i - 1])) {
       throw new UsageError(`${words[i - 1]} ${words[i]}: a value that starts with "-" is read as flags; write ${words[i - 1]}=${words[i]}`);
     }
   }

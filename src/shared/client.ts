@@ -91,7 +91,7 @@ export function createClient(options: ClientOptions = {}): WidaClient {
 
   /** Runs `work` in the caller's transaction if given, else in one of our own. */
   function transaction<T>(enqueueOptions: EnqueueOptions, work: (tx: SchemaDb) => Promise<T>): Promise<T> {
-    if (enqueueOptions.client) return work(db.on(enqueueOptions.client));
+    if (enqueueOptions.client) return inSavepoint(enqueueOptions.client, (client) => work(db.on(client)));
     return inTransaction(pool, (client) => work(db.on(client)));
   }
 
@@ -161,6 +161,33 @@ export function createClient(options: ClientOptions = {}): WidaClient {
       if (ownsPool) await pool.end();
     },
   };
+}
+
+const SAVEPOINT = 'wida_enqueue';
+
+/**
+ * Runs `work` on the caller's client under a savepoint: an enqueue with dependencies writes its jobs before it
+ * can tell that a dependency is missing or cancelled, and a caller that catches that error and commits must not
+ * keep them. A client outside a transaction gets one of its own (each statement would commit on its own).
+ */
+async function inSavepoint<T>(client: Queryable, work: (client: Queryable) => Promise<T>): Promise<T> {
+  let own = false;
+  try {
+    await client.query({ text: `SAVEPOINT ${SAVEPOINT}` });
+  } catch (error) {
+    if ((error as { code?: string }).code !== '25P01') throw error; // 25P01: not in a transaction block
+    own = true;
+    await client.query({ text: 'BEGIN' });
+  }
+  try {
+    const result = await work(client);
+    await client.query({ text: own ? 'COMMIT' : `RELEASE SAVEPOINT ${SAVEPOINT}` });
+    return result;
+  } catch (error) {
+    await client.query({ text: own ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${SAVEPOINT}` }).catch(() => {});
+    if (!own) await client.query({ text: `RELEASE SAVEPOINT ${SAVEPOINT}` }).catch(() => {});
+    throw error;
+  }
 }
 
 /**

@@ -8,6 +8,7 @@ import { jobAttachDependents, jobInsertWithDependencies, jobSettleWaiting, type 
 import { jobDepsOf, workflowGet, workflowInsert, workflowJobs, workflowSetNodes, type Edge } from './db/queries/workflows.js';
 import { ValidationError, WorkflowNotFoundError } from './errors.js';
 import { toInsertRow, type JobSpec } from './job-spec.js';
+import { LONE_SURROGATE } from './storable.js';
 
 /** A job spec that may wait for other jobs: existing job ids. */
 export type DependentJobSpec = JobSpec & { dependsOn?: readonly number[] };
@@ -75,6 +76,9 @@ export function readWorkflow(spec: WorkflowSpec, maxPayloadBytes: number): { nam
   if (entries.length > MAX_WORKFLOW_NODES) throw new ValidationError('nodes', `a workflow has at most ${MAX_WORKFLOW_NODES} nodes; got ${entries.length}`);
   const nodes = entries.map(([nodeName, nodeSpec]) => {
     if (nodeName.length > 128) throw new ValidationError('nodes', `node name "${nodeName.slice(0, 20)}..." is longer than 128 characters`);
+    if (nodeName.includes('\0') || LONE_SURROGATE.test(nodeName)) {
+      throw new ValidationError('nodes', `node name ${JSON.stringify(nodeName)} has a NUL character or an unpaired UTF-16 surrogate, which PostgreSQL cannot store`);
+    }
     return readNode(nodeName, nodeSpec, maxPayloadBytes, `node "${nodeName}"`);
   });
   validateDag(nodes);
@@ -107,6 +111,15 @@ export async function insertGraph(db: SchemaDb, nodes: readonly GraphNode[], wor
     workflow_id: workflowId ?? undefined,
   }));
   const ids = await jobInsertWithDependencies(db, rows);
+  // Ids are predictable: one naming a job this same call creates would make a cycle (or a second edge to a node
+  // also named by its name) that the check by names cannot see. The caller's transaction takes the rows back.
+  const created = new Set(ids);
+  nodes.forEach((node) => {
+    const own = node.dependsOn.find((dependency) => typeof dependency === 'number' && created.has(dependency));
+    if (own !== undefined) {
+      throw new ValidationError('dependsOn', `${describe(node, nodes.length)} depends on job ${own}, which this same call creates; name it by its node name in a workflow, or enqueue it first`);
+    }
+  });
   const idByName = new Map(nodes.map((node, i) => [node.name, ids[i]]));
   const resolve = (dependency: Dependency) => (typeof dependency === 'number' ? dependency : idByName.get(dependency)!);
   const edges: Edge[] = [];

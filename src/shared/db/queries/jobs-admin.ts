@@ -199,8 +199,11 @@ const RECHECK = `LATERAL (
                  FILTER (WHERE p.state IN ('dead', 'cancelled')))[1] AS reason
          FROM @.job_deps d JOIN @.jobs p ON p.id = d.depends_on
         WHERE d.job_id = t.id) AS u`;
+// The lease columns too, though the allowed states have none: the UPDATE starts from its snapshot's version of the
+// row, and when the job went dead or cancelled from running meanwhile (its lock taken by `target` after that),
+// the CHECKs are evaluated on that old version's lease before the row is read again.
 const RUN_AGAIN = `state = CASE WHEN u.unmet > 0 THEN 'waiting' ELSE 'pending' END, pending_deps = u.unmet,
-          blocked_reason = u.reason, run_at = now(), finished_at = NULL`;
+          blocked_reason = u.reason, run_at = now(), finished_at = NULL, lease_expires_at = NULL, claimed_by = NULL`;
 
 const LOCK_DEPENDENCIES = statement(
   'job_lock_dependencies',
@@ -228,7 +231,7 @@ const RETRY = action(
 const CANCEL = action(
   'job_cancel',
   `UPDATE @.jobs AS j
-      SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL, claimed_by = NULL,
+      SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL, claimed_by = NULL, blocked_reason = NULL,
           attempt_log = CASE WHEN t.state = 'running' THEN j.attempt_log || jsonb_build_object(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
             'outcome', 'cancelled', 'error', 'cancelled by an operator') ELSE j.attempt_log END

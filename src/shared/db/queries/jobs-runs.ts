@@ -191,14 +191,28 @@ export async function jobCompleteManySkippingLocked(
   return outcome;
 }
 
+/**
+ * The batch in id order, which is the order the statement locks the rows in: an enqueue attaching dependents
+ * locks its dependencies in id order too, and a batch in any other order could deadlock with it.
+ */
 function completionParams(runs: readonly LeaseRef[], results: readonly (string | null)[] | null): unknown[] {
+  const order = runs.map((_, i) => i);
+  if (!isAscending(runs)) order.sort((a, b) => runs[a].id - runs[b].id);
   const ids = new Array<number>(runs.length);
   const epochs = new Array<number>(runs.length);
-  for (let i = 0; i < runs.length; i++) {
-    ids[i] = runs[i].id;
-    epochs[i] = runs[i].leaseEpoch;
+  const orderedResults = results === null ? null : new Array<string | null>(runs.length);
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k];
+    ids[k] = runs[i].id;
+    epochs[k] = runs[i].leaseEpoch;
+    if (orderedResults !== null) orderedResults[k] = results![i];
   }
-  return [ids, epochs, results];
+  return [ids, epochs, orderedResults];
+}
+
+function isAscending(runs: readonly LeaseRef[]): boolean {
+  for (let i = 1; i < runs.length; i++) if (runs[i].id < runs[i - 1].id) return false;
+  return true;
 }
 
 export interface FailedRun extends LeaseRef {

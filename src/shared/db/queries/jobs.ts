@@ -178,14 +178,19 @@ export async function jobInsertWithDependencies(db: SchemaDb, rows: readonly Dep
 // Adds the new dependents to each dependency's `dependents` and records the edges. The UPDATE locks every
 // dependency row and returns its newest state: a completion in flight finishes first (and is seen as
 // completed), and a completion that starts later waits for this transaction and then reads the new
-// `dependents` from the row it updates. So a release can be neither early nor lost.
+// `dependents` from the row it updates. So a release can be neither early nor lost. The rows are locked first, in
+// id order, as completions lock them (a batch in id order, then the dependents, whose ids are higher): in the
+// order of the aggregate, an enqueue of a dependent of X and D, while X completed and released D, deadlocked.
 const ATTACH_DEPENDENTS = statement(
   'job_attach_dependents',
   `WITH e AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS e(job_id, depends_on)),
+   locked AS (
+     SELECT id FROM @.jobs WHERE id = ANY(ARRAY(SELECT DISTINCT depends_on FROM e)) ORDER BY id FOR NO KEY UPDATE
+   ),
    parents AS (
      UPDATE @.jobs AS p SET dependents = coalesce(p.dependents, '{}') || g.ids
-       FROM (SELECT depends_on, array_agg(job_id ORDER BY job_id) AS ids FROM e GROUP BY depends_on) g
-      WHERE p.id = g.depends_on
+       FROM (SELECT depends_on, array_agg(job_id ORDER BY job_id) AS ids FROM e GROUP BY depends_on) g, locked l
+      WHERE p.id = g.depends_on AND l.id = g.depends_on
      RETURNING p.id, p.state
    ),
    edges AS (
