@@ -81,6 +81,23 @@ describe('cron slots across DST changes', () => {
     expect(iso(stepped)).toEqual(slots);
   });
 
+  it('a wide window over a fall-back day, and an object asked about other windows first, give the same slots', () => {
+    // A cached "no DST change near" interval was trusted to its edges, where a wall time's second instant (the
+    // repeated hour) lies outside it: 01:30 ran in EST instead of EDT, and London lost its 01:00 GMT run.
+    const newYork = new CronSchedule('30 1 * * *', 'America/New_York');
+    expect(iso(newYork.between(at('2027-11-07T04:00:00Z'), at('2027-11-07T09:00:00Z')))).toEqual(['2027-11-07T05:30:00Z']);
+    expect(iso(newYork.between(at('2027-11-07T08:00:00Z'), at('2027-11-07T09:00:00Z')))).toEqual([]);
+    expect(iso(newYork.between(at('2027-11-07T06:29:00Z'), at('2027-11-07T06:31:00Z')))).toEqual([]);
+    const london = new CronSchedule('0 * * * *', 'Europe/London');
+    expect(iso(london.between(at('2026-10-24T22:00:00Z'), at('2026-10-25T04:00:00Z')))).toEqual([
+      '2026-10-24T23:00:00Z', '2026-10-25T00:00:00Z', '2026-10-25T01:00:00Z', '2026-10-25T02:00:00Z', '2026-10-25T03:00:00Z', '2026-10-25T04:00:00Z',
+    ]);
+    const quarter = new CronSchedule('*/15 * * * *', 'Europe/London');
+    const listed = iso(quarter.upcoming(at('2026-10-24T23:50:00Z'), 12));
+    expect(listed).toContain('2026-10-25T01:00:00Z'); // 01:00 GMT, the repeated hour's first quarter
+    expect(listed).toContain('2026-10-25T01:30:00Z');
+  });
+
   it('cron-parser alone gets two of these wrong (why Wida maps wall times itself)', () => {
     const parserSlots = (expression: string, tz: string, after: string, n: number) => {
       const it = CronExpressionParser.parse(expression, { currentDate: at(after), tz });

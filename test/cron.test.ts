@@ -116,6 +116,23 @@ describe('managing schedules', () => {
     expect(await listCronSchedules(t.db)).toEqual([]);
   });
 
+  it.each([
+    // raw PostgreSQL errors, or a name stored changed, before
+    ['NUL in the name', { name: 'a\u0000b' }, 'name', /must not contain the NUL/],
+    ['an unpaired surrogate in the name', { name: 'lone\ud800' }, 'name', /well-formed Unicode/],
+    ['NUL in the queue', { queue: 'q\u0000' }, 'queue', /must not contain the NUL/],
+    ['an unpaired surrogate in the payload', { payload: { a: 'x\ud800' } }, 'payload', /unpaired UTF-16 surrogates/],
+    ['a BigInt in the payload', { payload: { n: 1n } }, 'payload', /not serialisable to JSON/],
+    // every slot copies it into a job, which would be refused
+    ['a payload over the limit', { payload: 'x'.repeat(1_100_000) }, 'payload', /payload is 1100002 bytes; the limit is 1048576 bytes/],
+  ])('rejects %s and writes nothing', async (_what, fields, field, message) => {
+    const error = await addCronSchedule(t.db, { name: 'a', expression: '* * * * *', task: 'x', ...fields } as never).catch((e) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error).toMatchObject({ field });
+    expect(error.message).toMatch(message);
+    expect(await listCronSchedules(t.db)).toEqual([]);
+  });
+
   it('applyCronSchedules validates every spec before writing any, and keeps a pause unless the spec sets enabled', async () => {
     await expect(
       applyCronSchedules(t.db, [

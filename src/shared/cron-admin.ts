@@ -9,7 +9,8 @@ import { CATCH_UP_POLICIES, CronSchedule, MAX_BACKFILL, type CatchUpPolicy } fro
 import { durationField } from './duration.js';
 import { ConfigError, CronScheduleNotFoundError, ValidationError } from './errors.js';
 import { PRIORITIES, priorityFromNumber, priorityToNumber, type Priority } from './job-state.js';
-import { hasNulEscape } from './storable.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES, name } from './job-spec.js';
+import { hasLoneSurrogateEscape, hasNulEscape } from './storable.js';
 import type { SchemaDb } from './db/sql.js';
 import {
   cronScheduleDelete,
@@ -24,8 +25,6 @@ import {
 } from './db/queries/cron-schedules.js';
 import { leaderGet, type LeaderInfo } from './db/queries/leader.js';
 
-const name = (what: string) =>
-  z.string({ error: `${what} must be a string` }).min(1, `${what} must not be empty`).max(128, `${what} must be at most 128 characters`);
 
 export const cronScheduleSpecSchema = z
   .object({
@@ -54,7 +53,7 @@ export type CronScheduleSpec = z.input<typeof cronScheduleSpecSchema>;
 const DEFAULT_BACKFILL_LIMIT = 100;
 
 /** Validates a spec; throws a ValidationError naming the field. */
-export function toCronScheduleWrite(input: unknown, where = ''): CronScheduleWrite {
+export function toCronScheduleWrite(input: unknown, where = '', maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES): CronScheduleWrite {
   const parsed = cronScheduleSpecSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -73,9 +72,19 @@ export function toCronScheduleWrite(input: unknown, where = ''): CronScheduleWri
     throw error;
   }
   const payload = spec.payload === undefined ? null : spec.payload;
-  const payloadText = JSON.stringify(payload);
-  if (payloadText === undefined || hasNulEscape(payloadText)) {
-    throw new ValidationError('payload', `${where}payload must be a JSON value without NUL characters`);
+  let payloadText: string | undefined;
+  try {
+    payloadText = JSON.stringify(payload);
+  } catch (error) {
+    throw new ValidationError('payload', `${where}payload is not serialisable to JSON: ${(error as Error).message}`);
+  }
+  if (payloadText === undefined || hasNulEscape(payloadText) || hasLoneSurrogateEscape(payloadText)) {
+    throw new ValidationError('payload', `${where}payload must be a JSON value without NUL characters or unpaired UTF-16 surrogates`);
+  }
+  // Every slot copies it into a job, so it is held to a job's limit.
+  const bytes = Buffer.byteLength(payloadText);
+  if (bytes > maxPayloadBytes) {
+    throw new ValidationError('payload', `${where}payload is ${bytes} bytes; the limit is ${maxPayloadBytes} bytes (WIDA_MAX_PAYLOAD_BYTES)`);
   }
   const catchUp = spec.catchUp ?? 'skip';
   if (spec.backfillLimit !== undefined && catchUp !== 'backfill') {
@@ -110,14 +119,23 @@ function withNextRuns(row: CronScheduleRow, now: Date, count: number): CronSched
 }
 
 /** Creates the schedule, or updates the one with this name. */
-export async function addCronSchedule(db: SchemaDb, spec: CronScheduleSpec): Promise<{ schedule: CronScheduleInfo; created: boolean }> {
-  const write = toCronScheduleWrite(spec);
+export async function addCronSchedule(
+  db: SchemaDb,
+  spec: CronScheduleSpec,
+  maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES,
+): Promise<{ schedule: CronScheduleInfo; created: boolean }> {
+  const write = toCronScheduleWrite(spec, '', maxPayloadBytes);
   const { schedule, created } = await cronScheduleUpsert(db, write);
   return { schedule: withNextRuns(schedule, await databaseNow(db), 5), created };
 }
 
 /** Changes some fields of an existing schedule. */
-export async function updateCronSchedule(db: SchemaDb, scheduleName: string, changes: Partial<Omit<CronScheduleSpec, 'name'>>): Promise<CronScheduleInfo> {
+export async function updateCronSchedule(
+  db: SchemaDb,
+  scheduleName: string,
+  changes: Partial<Omit<CronScheduleSpec, 'name'>>,
+  maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES,
+): Promise<CronScheduleInfo> {
   const current = await cronScheduleGet(db, scheduleName);
   if (!current) throw new CronScheduleNotFoundError(scheduleName);
   const spec: CronScheduleSpec = {
@@ -135,7 +153,7 @@ export async function updateCronSchedule(db: SchemaDb, scheduleName: string, cha
     ...changes,
   };
   if (changes.catchUp !== undefined && changes.catchUp !== 'backfill') delete spec.backfillLimit;
-  return (await addCronSchedule(db, spec)).schedule;
+  return (await addCronSchedule(db, spec, maxPayloadBytes)).schedule;
 }
 
 export async function listCronSchedules(db: SchemaDb, options: { nextRuns?: number } = {}): Promise<CronScheduleInfo[]> {

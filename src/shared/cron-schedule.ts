@@ -22,6 +22,7 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 // Wider than any DST shift in the tz database (2 h), so a scan that starts this far back misses nothing.
 const SHIFT_MARGIN = 3 * HOUR;
+const MAX_SHIFT = 2 * HOUR;
 const MAX_SCAN = 2_000_000;
 
 export type CatchUpPolicy = 'skip' | 'once' | 'backfill';
@@ -77,7 +78,10 @@ export class CronSchedule {
   private shiftNear(instantMs: number): number {
     const offsets = [this.offset(instantMs - SHIFT_MARGIN), this.offset(instantMs), this.offset(instantMs + SHIFT_MARGIN)];
     const shift = Math.max(...offsets) - Math.min(...offsets);
-    if (shift === 0) this.stable = { from: instantMs - SHIFT_MARGIN, until: instantMs + SHIFT_MARGIN, offset: offsets[0] };
+    // Trusted only MAX_SHIFT inside the interval checked: a wall time whose instant lies near its edge may have a
+    // second instant (the repeated hour of a fall-back) up to a shift away, outside it. Trusting the whole
+    // interval lost the 01:00 GMT slot of London's fall-back day and ran 01:30 EST instead of EDT in New York.
+    if (shift === 0) this.stable = { from: instantMs - SHIFT_MARGIN + MAX_SHIFT, until: instantMs + SHIFT_MARGIN - MAX_SHIFT, offset: offsets[0] };
     return shift;
   }
 

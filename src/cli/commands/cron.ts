@@ -130,7 +130,7 @@ function printScheduleDetail(schedule: CronScheduleInfo): void {
       { header: 'LOCAL', value: (run) => formatLocal(run) },
       { header: 'IN', value: (run) => formatRelative(run) },
     ],
-    '  (none: the expression matches no future time)',
+    '  (none within ten years)',
   );
 }
 
