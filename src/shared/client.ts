@@ -4,7 +4,7 @@ import * as cron from './cron-admin.js';
 import { loadConfig } from './config.js';
 import { SchemaDb, type Queryable } from './db/sql.js';
 import { createPool } from './db/pool.js';
-import { inTransaction } from './db/transaction.js';
+import { inSavepoint, inTransaction } from './db/transaction.js';
 import { jobFindByIdempotencyKeys, jobInsertMany, jobInsertOne, type InsertedJob } from './db/queries/jobs.js';
 import { ConfigError, ValidationError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow } from './job-spec.js';
@@ -161,33 +161,6 @@ export function createClient(options: ClientOptions = {}): WidaClient {
       if (ownsPool) await pool.end();
     },
   };
-}
-
-const SAVEPOINT = 'wida_enqueue';
-
-/**
- * Runs `work` on the caller's client under a savepoint: an enqueue with dependencies writes its jobs before it
- * can tell that a dependency is missing or cancelled, and a caller that catches that error and commits must not
- * keep them. A client outside a transaction gets one of its own (each statement would commit on its own).
- */
-async function inSavepoint<T>(client: Queryable, work: (client: Queryable) => Promise<T>): Promise<T> {
-  let own = false;
-  try {
-    await client.query({ text: `SAVEPOINT ${SAVEPOINT}` });
-  } catch (error) {
-    if ((error as { code?: string }).code !== '25P01') throw error; // 25P01: not in a transaction block
-    own = true;
-    await client.query({ text: 'BEGIN' });
-  }
-  try {
-    const result = await work(client);
-    await client.query({ text: own ? 'COMMIT' : `RELEASE SAVEPOINT ${SAVEPOINT}` });
-    return result;
-  } catch (error) {
-    await client.query({ text: own ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${SAVEPOINT}` }).catch(() => {});
-    if (!own) await client.query({ text: `RELEASE SAVEPOINT ${SAVEPOINT}` }).catch(() => {});
-    throw error;
-  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { Queryable } from './sql.js';
 
 /**
  * A transaction of ours left idle this long is ended by the server. Ours run statement after statement with no
@@ -37,5 +38,33 @@ export async function inTransaction<T>(
     // A connection that could not even roll back is not given back to the pool.
     client.removeListener('error', onError);
     client.release(broken);
+  }
+}
+
+const SAVEPOINT = 'wida_savepoint';
+
+/**
+ * Runs `work` on a caller's client under a savepoint, so that a failure takes back what `work` wrote and leaves
+ * the caller's transaction usable (an enqueue with dependencies writes its jobs before it can tell that a
+ * dependency is missing or cancelled, and a caller that catches that error and commits must not keep them).
+ * A client outside a transaction gets one of our own (each statement would otherwise commit on its own).
+ */
+export async function inSavepoint<T>(client: Queryable, work: (client: Queryable) => Promise<T>): Promise<T> {
+  let own = false;
+  try {
+    await client.query({ text: `SAVEPOINT ${SAVEPOINT}` });
+  } catch (error) {
+    if ((error as { code?: string }).code !== '25P01') throw error; // 25P01: not in a transaction block
+    own = true;
+    await client.query({ text: 'BEGIN' });
+  }
+  try {
+    const result = await work(client);
+    await client.query({ text: own ? 'COMMIT' : `RELEASE SAVEPOINT ${SAVEPOINT}` });
+    return result;
+  } catch (error) {
+    await client.query({ text: own ? 'ROLLBACK' : `ROLLBACK TO SAVEPOINT ${SAVEPOINT}` }).catch(() => {});
+    if (!own) await client.query({ text: `RELEASE SAVEPOINT ${SAVEPOINT}` }).catch(() => {});
+    throw error;
   }
 }
