@@ -306,6 +306,13 @@ describe('rejections: nothing is inserted', () => {
     expect(await jobCount()).toBe(before);
   });
 
+  it('a node named like a number is still named as a node in errors (not as job N of a batch)', async () => {
+    await expect(t.client.enqueueWorkflow({ nodes: { '7': { task: 'x', dependsOn: [1_999_999_999] } } })).rejects.toThrow(
+      /^node "7" depends on job 1999999999, which does not exist/,
+    );
+    await expect(t.client.enqueue({ task: 'x', dependsOn: [1_999_999_999] })).rejects.toThrow(/^the job depends on job 1999999999/);
+  });
+
   it('a node name with NUL or an unpaired surrogate: ValidationError', async () => {
     await expect(t.client.enqueueWorkflow({ nodes: { 'a\u0000': { task: 'x' } } })).rejects.toThrow(/node name .* NUL character or an unpaired UTF-16 surrogate/);
     await expect(t.client.enqueueWorkflow({ nodes: { 'b\ud800': { task: 'x' } } })).rejects.toThrow(ValidationError);

@@ -31,6 +31,8 @@ export const MAX_WORKFLOW_NODES = 10_000;
 
 interface GraphNode {
   name: string;
+  /** how errors name it: `node "a"` in a workflow, `job 2` (or `job` alone) in a batch */
+  label: string;
   row: ReturnType<typeof toInsertRow>;
   dependsOn: Dependency[];
 }
@@ -58,7 +60,7 @@ function readNode(name: string, spec: unknown, maxPayloadBytes: number, label: s
     if (error instanceof ValidationError) throw new ValidationError(`${label}.${error.field}`, `${label}: ${error.message}`);
     throw error;
   }
-  return { name, row, dependsOn: [...new Set(dependsOn ?? [])] };
+  return { name, label, row, dependsOn: [...new Set(dependsOn ?? [])] };
 }
 
 /** Validates a workflow before anything touches the database. */
@@ -117,7 +119,7 @@ export async function insertGraph(db: SchemaDb, nodes: readonly GraphNode[], wor
   nodes.forEach((node) => {
     const own = node.dependsOn.find((dependency) => typeof dependency === 'number' && created.has(dependency));
     if (own !== undefined) {
-      throw new ValidationError('dependsOn', `${describe(node, nodes.length)} depends on job ${own}, which this same call creates; name it by its node name in a workflow, or enqueue it first`);
+      throw new ValidationError('dependsOn', `${describe(node)} depends on job ${own}, which this same call creates; name it by its node name in a workflow, or enqueue it first`);
     }
   });
   const idByName = new Map(nodes.map((node, i) => [node.name, ids[i]]));
@@ -136,10 +138,10 @@ export async function insertGraph(db: SchemaDb, nodes: readonly GraphNode[], wor
       const id = resolve(dependency);
       const state = states.get(id);
       if (state === undefined) {
-        throw new ValidationError('dependsOn', `${describe(node, nodes.length)} depends on job ${id}, which does not exist`);
+        throw new ValidationError('dependsOn', `${describe(node)} depends on job ${id}, which does not exist`);
       }
       if (state === 'cancelled') {
-        throw new ValidationError('dependsOn', `${describe(node, nodes.length)} depends on job ${id}, which is cancelled; retry it first, or leave it out`);
+        throw new ValidationError('dependsOn', `${describe(node)} depends on job ${id}, which is cancelled; retry it first, or leave it out`);
       }
       if (state !== 'completed') unmet++;
       if (state === 'dead' && blockedReason === null) blockedReason = `blocked: job ${id} is dead`;
@@ -150,8 +152,9 @@ export async function insertGraph(db: SchemaDb, nodes: readonly GraphNode[], wor
   return ids;
 }
 
-function describe(node: GraphNode, count: number): string {
-  return /^\d+$/.test(node.name) ? (count > 1 ? `job ${node.name}` : 'the job') : `node "${node.name}"`;
+// By the label, not the name: a workflow node may be named "7", which is not job 7 of a batch.
+function describe(node: GraphNode): string {
+  return node.label === 'job' ? 'the job' : node.label;
 }
 
 /** Inserts a whole workflow on `db` (inside a transaction). */
