@@ -338,6 +338,14 @@ describe('wida dlq', () => {
     await expectFailure(['dlq', 'list', '--since', 'last tuesday'], 2, /--since "last tuesday" is neither a duration/);
   });
 
+  it('relative times ("in 10m") are measured from the database clock, not this machine\'s', async () => {
+    const { id } = await t.client.enqueue({ task: 'later', queue: 'clock', delay: '10m' });
+    // A CLI whose clock runs two hours behind would say "in 2h 9m".
+    const slowClock = { NODE_OPTIONS: '--import=data:text/javascript,Date.now=((now)=>()=>now()-7200000)(Date.now)' };
+    expect((await wida(['jobs', 'show', String(id)], { env: slowClock })).stdout).toMatch(/run at:\s+\S+ \(in 9m [0-9]+s\)/);
+    expect((await wida(['jobs', 'list', '--queue', 'clock'], { env: slowClock })).stdout).toMatch(/in 9m [0-9]+s/);
+  });
+
   it('replays and purges by id; a job that is not dead is refused with exit 1', async () => {
     const { a, b, alive } = await deadJobs();
     expect((await wida(['dlq', 'replay', String(a.id)])).stdout).toBe(`replayed job ${a.id}\n`);

@@ -49,10 +49,10 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(hours / 24)}d ${hours % 24}h`;
 }
 
-/** "12s ago", "in 5m 0s" */
-export function formatRelative(date: Date | string | null | undefined, now = Date.now()): string {
+/** "12s ago", "in 5m 0s", from `nowMs` (pass the database's clock: this machine's may be off) */
+export function formatRelative(date: Date | string | null | undefined, nowMs: number): string {
   if (!date) return '-';
-  const ms = new Date(date).getTime() - now;
+  const ms = new Date(date).getTime() - nowMs;
   return ms > 0 ? `in ${formatDuration(ms)}` : `${formatDuration(-ms)} ago`;
 }
 

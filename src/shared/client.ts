@@ -5,6 +5,7 @@ import { loadConfig } from './config.js';
 import { SchemaDb, type Queryable } from './db/sql.js';
 import { createPool } from './db/pool.js';
 import { inSavepoint, inTransaction } from './db/transaction.js';
+import { databaseNow } from './db/queries/cron-schedules.js';
 import { jobFindByIdempotencyKeys, jobInsertMany, jobInsertOne, type InsertedJob } from './db/queries/jobs.js';
 import { ConfigError, ValidationError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow } from './job-spec.js';
@@ -70,6 +71,8 @@ export interface WidaClient {
   triggerCronSchedule(name: string): Promise<{ jobId: number }>;
   /** who leads the agents now; undefined when nobody does */
   getLeader(): Promise<cron.LeaderInfo | undefined>;
+  /** the database's clock (what leases, run_at and cron compare against), e.g. for "in 5m" displays */
+  databaseNow(): Promise<Date>;
   close(): Promise<void>;
 }
 
@@ -157,6 +160,7 @@ export function createClient(options: ClientOptions = {}): WidaClient {
     resumeCronSchedule: (name) => cron.resumeCronSchedule(db, name),
     triggerCronSchedule: (name) => cron.triggerCronSchedule(db, name),
     getLeader: () => cron.getLeader(db),
+    databaseNow: () => databaseNow(db),
     async close() {
       if (ownsPool) await pool.end();
     },

@@ -77,7 +77,8 @@ function describeCatchUp(schedule: Pick<CronScheduleInfo, 'catchUp' | 'backfillL
   return schedule.catchUp === 'backfill' ? `backfill (at most ${schedule.backfillLimit})` : schedule.catchUp;
 }
 
-function printScheduleTable(schedules: readonly CronScheduleInfo[]): void {
+/** `now`: the database's clock, which relative times are measured from (this machine's may be off). */
+function printScheduleTable(schedules: readonly CronScheduleInfo[], now: Date): void {
   const runs = (schedule: CronScheduleInfo, format: (run: Date) => string) =>
     schedule.enabled ? schedule.nextRuns.map(format).join(', ') : '(paused)';
   printTable(
@@ -92,13 +93,13 @@ function printScheduleTable(schedules: readonly CronScheduleInfo[]): void {
       { header: 'CATCH-UP', value: (s) => describeCatchUp(s) },
       { header: 'NEXT RUN (ZONE)', value: (s) => runs(s, (run) => formatInZone(run, s.timezone)) },
       { header: 'NEXT RUN (LOCAL)', value: (s) => runs(s, formatLocal) },
-      { header: 'LAST ENQUEUED', value: (s) => (s.lastEnqueuedAt ? formatRelative(s.lastEnqueuedAt) : '') },
+      { header: 'LAST ENQUEUED', value: (s) => (s.lastEnqueuedAt ? formatRelative(s.lastEnqueuedAt, now.getTime()) : '') },
     ],
     '(no cron schedules: add one with `wida cron add NAME --expression EXPR --task T`)',
   );
 }
 
-function printScheduleDetail(schedule: CronScheduleInfo): void {
+function printScheduleDetail(schedule: CronScheduleInfo, now: Date): void {
   const field = (name: string, value: string | number | null | undefined) => {
     if (value !== null && value !== undefined && value !== '') print(`${`${name}:`.padEnd(16)}${value}`);
   };
@@ -114,7 +115,7 @@ function printScheduleDetail(schedule: CronScheduleInfo): void {
   field('timeout', schedule.timeoutMs === null ? 'default' : formatDuration(schedule.timeoutMs));
   field('catch-up', describeCatchUp(schedule));
   field('last slot', schedule.lastSlot ? `${formatInZone(schedule.lastSlot, schedule.timezone)} (${formatTime(schedule.lastSlot)})` : 'none yet');
-  field('last enqueued', schedule.lastEnqueuedAt ? `${formatTime(schedule.lastEnqueuedAt)} (${formatRelative(schedule.lastEnqueuedAt)})` : 'never');
+  field('last enqueued', schedule.lastEnqueuedAt ? `${formatTime(schedule.lastEnqueuedAt)} (${formatRelative(schedule.lastEnqueuedAt, now.getTime())})` : 'never');
   field('created', formatTime(schedule.createdAt));
   field('updated', formatTime(schedule.updatedAt));
   print();
@@ -128,7 +129,7 @@ function printScheduleDetail(schedule: CronScheduleInfo): void {
     [
       { header: 'IN ZONE', value: (run) => formatInZone(run, schedule.timezone) },
       { header: 'LOCAL', value: (run) => formatLocal(run) },
-      { header: 'IN', value: (run) => formatRelative(run) },
+      { header: 'IN', value: (run) => formatRelative(run, now.getTime()) },
     ],
     '  (none within ten years)',
   );
@@ -193,9 +194,9 @@ export function cronCommand(yargs: Argv<CommonFlags>) {
             .example('$0 cron list --next 3', 'the next three runs of each'),
         async (argv) => {
           const nextRuns = readNext(argv.next, 1);
-          const schedules = await withClient(argv, ({ client }) => client.listCronSchedules({ nextRuns }));
+          const [schedules, now] = await withClient(argv, ({ client }) => Promise.all([client.listCronSchedules({ nextRuns }), client.databaseNow()]));
           if (argv.json) return printJson(schedules.map(toJson));
-          printScheduleTable(schedules);
+          printScheduleTable(schedules, now);
         },
       )
       .command(
@@ -207,9 +208,9 @@ export function cronCommand(yargs: Argv<CommonFlags>) {
             .example('$0 cron show nightly-report', 'one schedule'),
         async (argv) => {
           const nextRuns = readNext(argv.next, 5);
-          const schedule = await withClient(argv, ({ client }) => client.getCronSchedule(argv.name, { nextRuns }));
+          const [schedule, now] = await withClient(argv, ({ client }) => Promise.all([client.getCronSchedule(argv.name, { nextRuns }), client.databaseNow()]));
           if (argv.json) return printJson(toJson(schedule));
-          printScheduleDetail(schedule);
+          printScheduleDetail(schedule, now);
         },
       )
       .command(

@@ -110,9 +110,9 @@ export function dlqCommand(yargs: Argv<CommonFlags>) {
           .example('$0 dlq list --queue emails --since 1d', 'what died in a queue today'),
       async (argv) => {
         const filter = { ...toDeadFilter(argv), limit: argv.limit };
-        const jobs = await withClient(argv, ({ client }) => client.listDead(filter));
+        const [jobs, now] = await withClient(argv, ({ client }) => Promise.all([client.listDead(filter), client.databaseNow()]));
         if (argv.json) return printJson(jobs);
-        printJobTable(jobs, '(the DLQ is empty)');
+        printJobTable(jobs, now, '(the DLQ is empty)');
       },
     );
     const withShow = withList.command(
@@ -121,10 +121,10 @@ export function dlqCommand(yargs: Argv<CommonFlags>) {
       (show) => show.positional('id', { type: 'string', demandOption: true, describe: 'job id' }).example('$0 dlq show 42', 'one dead job'),
       async (argv) => {
         const [id] = readJobIds([argv.id]);
-        const job = await withClient(argv, ({ client }) => client.getJob(id));
+        const [job, now] = await withClient(argv, ({ client }) => Promise.all([client.getJob(id), client.databaseNow()]));
         if (job.state !== 'dead') throw new RefusedError(`job ${id} is ${job.state}, not in the DLQ; \`wida jobs show ${id}\` shows any job`);
         if (argv.json) return printJson(job);
-        printJobDetail(job);
+        printJobDetail(job, now);
       },
     );
     return bulkCommand(bulkCommand(withShow as Argv<CommonFlags>, REPLAY), PURGE).demandCommand(1, 'name a dlq command: list, show, replay or purge');

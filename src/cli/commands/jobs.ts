@@ -24,9 +24,9 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
         async (argv) => {
           if (!Number.isInteger(argv.limit) || argv.limit < 1) throw new UsageError('--limit must be a whole number of at least 1');
           const filter = { states: readStates(argv.state), queue: argv.queue, task: argv.task, text: argv.text, limit: argv.limit };
-          const jobs = await withClient(argv, ({ client }) => client.listJobs(filter));
+          const [jobs, now] = await withClient(argv, ({ client }) => Promise.all([client.listJobs(filter), client.databaseNow()]));
           if (argv.json) return printJson(jobs);
-          printJobTable(jobs);
+          printJobTable(jobs, now);
         },
       )
       .command(
@@ -35,16 +35,17 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
         (show) => show.positional('id', { type: 'string', demandOption: true, describe: 'job id' }).example('$0 jobs show 42', 'one job'),
         async (argv) => {
           const [id] = readJobIds([argv.id]);
-          const job = await withClient(argv, ({ client }) => client.getJob(id));
+          const [job, now] = await withClient(argv, ({ client }) => Promise.all([client.getJob(id), client.databaseNow()]));
           if (argv.json) return printJson(job);
-          printJobDetail(job);
+          printJobDetail(job, now);
         },
       )
       .demandCommand(1, 'name a jobs command: list or show'),
   );
 }
 
-export function printJobTable(jobs: readonly JobRow[], empty = '(no jobs)'): void {
+/** `now`: the database's clock, which relative times ("in 5m") are measured from, as the agents measure them. */
+export function printJobTable(jobs: readonly JobRow[], now: Date, empty = '(no jobs)'): void {
   printTable(
     jobs,
     [
@@ -54,15 +55,15 @@ export function printJobTable(jobs: readonly JobRow[], empty = '(no jobs)'): voi
       { header: 'STATE', value: (job) => job.state },
       { header: 'PRIORITY', value: (job) => priorityFromNumber(job.priority) },
       { header: 'ATTEMPT', value: (job) => `${job.attempt}/${job.maxAttempts}` },
-      { header: 'RUN AT', value: (job) => (job.state === 'pending' ? formatRelative(job.runAt) : '') },
-      { header: 'CREATED', value: (job) => formatRelative(job.createdAt) },
+      { header: 'RUN AT', value: (job) => (job.state === 'pending' ? formatRelative(job.runAt, now.getTime()) : '') },
+      { header: 'CREATED', value: (job) => formatRelative(job.createdAt, now.getTime()) },
       { header: 'LAST ERROR', value: (job) => truncate(job.lastError, 50) },
     ],
     empty,
   );
 }
 
-export function printJobDetail(job: JobRow): void {
+export function printJobDetail(job: JobRow, now: Date): void {
   const field = (name: string, value: string | number | null | undefined) => {
     if (value !== null && value !== undefined && value !== '') print(`${`${name}:`.padEnd(17)}${value}`);
   };
@@ -73,7 +74,7 @@ export function printJobDetail(job: JobRow): void {
   field('priority', priorityFromNumber(job.priority));
   field('attempt', `${job.attempt} of ${job.maxAttempts}${job.replayCount > 0 ? ` (replayed ${job.replayCount}x)` : ''}`);
   field('created', formatTime(job.createdAt));
-  field('run at', `${formatTime(job.runAt)} (${formatRelative(job.runAt)})`);
+  field('run at', `${formatTime(job.runAt)} (${formatRelative(job.runAt, now.getTime())})`);
   field('started', job.startedAt ? formatTime(job.startedAt) : null);
   field('finished', job.finishedAt ? formatTime(job.finishedAt) : null);
   if (job.startedAt && job.finishedAt) field('took', formatDuration(new Date(job.finishedAt).getTime() - new Date(job.startedAt).getTime()));
