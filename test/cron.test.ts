@@ -121,7 +121,7 @@ describe('managing schedules', () => {
     ['NUL in the name', { name: 'a\u0000b' }, 'name', /must not contain the NUL/],
     ['an unpaired surrogate in the name', { name: 'lone\ud800' }, 'name', /well-formed Unicode/],
     ['NUL in the queue', { queue: 'q\u0000' }, 'queue', /must not contain the NUL/],
-    ['an unpaired surrogate in the payload', { payload: { a: 'x\ud800' } }, 'payload', /unpaired UTF-16 surrogates/],
+    ['an unpaired surrogate in the payload', { payload: { a: 'x\ud800' } }, 'payload', /unpaired UTF-16 surrogate/],
     ['a BigInt in the payload', { payload: { n: 1n } }, 'payload', /not serialisable to JSON/],
     // every slot copies it into a job, which would be refused
     ['a payload over the limit', { payload: 'x'.repeat(1_100_000) }, 'payload', /payload is 1100002 bytes; the limit is 1048576 bytes/],

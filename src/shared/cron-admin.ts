@@ -9,8 +9,7 @@ import { CATCH_UP_POLICIES, CronSchedule, MAX_BACKFILL, type CatchUpPolicy } fro
 import { durationField } from './duration.js';
 import { ConfigError, CronScheduleNotFoundError, ValidationError } from './errors.js';
 import { PRIORITIES, priorityFromNumber, priorityToNumber, type Priority } from './job-state.js';
-import { DEFAULT_MAX_PAYLOAD_BYTES, name } from './job-spec.js';
-import { hasLoneSurrogateEscape, hasNulEscape } from './storable.js';
+import { checkPayload, DEFAULT_MAX_PAYLOAD_BYTES, name } from './job-spec.js';
 import type { SchemaDb } from './db/sql.js';
 import {
   cronScheduleDelete,
@@ -72,20 +71,8 @@ export function toCronScheduleWrite(input: unknown, where = '', maxPayloadBytes 
     throw error;
   }
   const payload = spec.payload === undefined ? null : spec.payload;
-  let payloadText: string | undefined;
-  try {
-    payloadText = JSON.stringify(payload);
-  } catch (error) {
-    throw new ValidationError('payload', `${where}payload is not serialisable to JSON: ${(error as Error).message}`);
-  }
-  if (payloadText === undefined || hasNulEscape(payloadText) || hasLoneSurrogateEscape(payloadText)) {
-    throw new ValidationError('payload', `${where}payload must be a JSON value without NUL characters or unpaired UTF-16 surrogates`);
-  }
-  // Every slot copies it into a job, so it is held to a job's limit.
-  const bytes = Buffer.byteLength(payloadText);
-  if (bytes > maxPayloadBytes) {
-    throw new ValidationError('payload', `${where}payload is ${bytes} bytes; the limit is ${maxPayloadBytes} bytes (WIDA_MAX_PAYLOAD_BYTES)`);
-  }
+  // Every slot copies it into a job, so it is held to a job's rules.
+  checkPayload(payload, maxPayloadBytes, where);
   const catchUp = spec.catchUp ?? 'skip';
   if (spec.backfillLimit !== undefined && catchUp !== 'backfill') {
     throw new ValidationError('backfillLimit', `${where}backfillLimit applies only with catchUp "backfill"`);

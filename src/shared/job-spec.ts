@@ -94,20 +94,11 @@ export interface JobInsertRow {
   idempotency_key?: string;
 }
 
-/** Validates one job spec; throws a ValidationError naming the field and what was expected. */
-export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: number): JobInsertRow {
-  const where = position === undefined ? '' : `job ${position}: `;
-  const parsed = jobSpecSchema.safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = issue.path.join('.') || 'job';
-    const message = issue.code === 'unrecognized_keys'
-      ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected ${issue.path[0] === 'backoff' ? BACKOFF_FIELDS : SPEC_FIELDS}`
-      : issue.message;
-    throw new ValidationError(field, `${where}invalid ${field}: ${message}`);
-  }
-  const spec = parsed.data;
-  const payload = spec.payload === undefined ? null : spec.payload;
+/**
+ * Checks that a payload is stored as given: JSON-serialisable, no NUL character or unpaired surrogate (jsonb
+ * refuses both), at most `maxPayloadBytes` of UTF-8. Jobs and cron schedules (whose slots copy it) both use it.
+ */
+export function checkPayload(payload: unknown, maxPayloadBytes: number, where = ''): void {
   let payloadText: string | undefined;
   try {
     payloadText = JSON.stringify(payload);
@@ -128,6 +119,23 @@ export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: 
   if (bytes > maxPayloadBytes) {
     throw new ValidationError('payload', `${where}payload is ${bytes} bytes; the limit is ${maxPayloadBytes} bytes (WIDA_MAX_PAYLOAD_BYTES)`);
   }
+}
+
+/** Validates one job spec; throws a ValidationError naming the field and what was expected. */
+export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: number): JobInsertRow {
+  const where = position === undefined ? '' : `job ${position}: `;
+  const parsed = jobSpecSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue.path.join('.') || 'job';
+    const message = issue.code === 'unrecognized_keys'
+      ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected ${issue.path[0] === 'backoff' ? BACKOFF_FIELDS : SPEC_FIELDS}`
+      : issue.message;
+    throw new ValidationError(field, `${where}invalid ${field}: ${message}`);
+  }
+  const spec = parsed.data;
+  const payload = spec.payload === undefined ? null : spec.payload;
+  checkPayload(payload, maxPayloadBytes, where);
   const row: JobInsertRow = { task: spec.task, payload };
   if (spec.queue !== undefined && spec.queue !== JOB_DEFAULTS.queue) row.queue = spec.queue;
   if (spec.priority !== undefined) row.priority = priorityToNumber(spec.priority);
