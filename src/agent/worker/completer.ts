@@ -53,15 +53,16 @@ export class Completer {
     return [...this.completed, ...this.failed, ...this.writing, ...this.heldBack];
   }
 
-  complete(run: HeldRun, result: unknown): void {
+  /** The run of job `id` under `leaseEpoch` (its lease granted or renewed at `grantedAt`) returned `result`. */
+  complete(id: number, leaseEpoch: number, grantedAt: number | undefined, result: unknown): void {
     let text: string | null;
     try {
       text = result === undefined ? null : storableJson(result);
     } catch (error) {
-      this.fail({ ...run, outcome: 'failed', error: `the handler's result cannot be stored as JSON: ${(error as Error).message}` });
+      this.fail({ id, leaseEpoch, grantedAt, outcome: 'failed', error: `the handler's result cannot be stored as JSON: ${(error as Error).message}` });
       return;
     }
-    this.completed.push({ id: run.id, leaseEpoch: run.leaseEpoch, grantedAt: run.grantedAt, result: text });
+    this.completed.push({ id, leaseEpoch, grantedAt, result: text });
     this.schedule();
   }
 

@@ -207,7 +207,15 @@ function completionParams(runs: readonly LeaseRef[], results: readonly (string |
     epochs[k] = runs[i].leaseEpoch;
     if (orderedResults !== null) orderedResults[k] = results![i];
   }
-  return [ids, epochs, orderedResults];
+  return [integerArrayLiteral(ids), integerArrayLiteral(epochs), orderedResults];
+}
+
+/**
+ * `{1,2,3}`: an array parameter as PostgreSQL's text form, made in one join. pg's own conversion builds it
+ * element by element, about 450 bytes of garbage per completed job in a profile of the bench.
+ */
+function integerArrayLiteral(values: readonly number[]): string {
+  return `{${values.join(',')}}`;
 }
 
 function isAscending(runs: readonly LeaseRef[]): boolean {
