@@ -56,6 +56,16 @@ export class SchemaDb {
     return result.rows;
   }
 
+  /**
+   * The rows as arrays of values in select-list order. For the hot path: pg makes each keyed row by spreading a
+   * null-prototype object, a dictionary-mode object of a few hundred bytes per row.
+   */
+  async arrays(stmt: Statement, values: unknown[] = []): Promise<unknown[][]> {
+    const config: pg.QueryArrayConfig = { name: this.preparedName(stmt), text: this.text(stmt), values, rowMode: 'array' };
+    const result = await this.queryable.query(config);
+    return result.rows as unknown as unknown[][];
+  }
+
   async rowCount(stmt: Statement, values: unknown[] = []): Promise<number> {
     const result = await this.queryable.query({ name: this.preparedName(stmt), text: this.text(stmt), values });
     return result.rowCount ?? 0;

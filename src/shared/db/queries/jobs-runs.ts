@@ -54,19 +54,20 @@ export interface ClaimParams {
 
 /** Claims up to `limit` ready jobs, highest priority first, then oldest run_at, then lowest id. */
 export async function jobClaimBatch(db: SchemaDb, params: ClaimParams): Promise<ClaimedJob[]> {
-  const rows = await db.rows(CLAIM, [params.agentId, params.leaseMs, params.queues, params.limit, params.now ?? null, params.tasks]);
+  const rows = await db.arrays(CLAIM, [params.agentId, params.leaseMs, params.queues, params.limit, params.now ?? null, params.tasks]);
+  // In the order of CLAIM's RETURNING list.
   const jobs = rows.map(
-    (row): ClaimedJob => ({
-    id: Number(row.id),
-    queue: row.queue,
-    task: row.task,
-    payload: row.payload,
-    priority: row.priority,
-    attempt: row.attempt,
-    maxAttempts: row.max_attempts,
-    leaseEpoch: row.lease_epoch,
-    timeoutMs: row.timeout_ms,
-      runAtMicros: Number(row.run_at_us),
+    ([id, queue, task, payload, priority, attempt, maxAttempts, leaseEpoch, timeoutMs, runAtMicros]): ClaimedJob => ({
+      id: Number(id),
+      queue: queue as string,
+      task: task as string,
+      payload,
+      priority: priority as number,
+      attempt: attempt as number,
+      maxAttempts: maxAttempts as number,
+      leaseEpoch: leaseEpoch as number,
+      timeoutMs: timeoutMs as number | null,
+      runAtMicros: Number(runAtMicros),
     }),
   );
   // RETURNING has no order: put the batch back in claim order.
@@ -168,8 +169,8 @@ export async function jobCompleteMany(
   /** JSON text per run (null for none), or null when no run has a result */
   results: readonly (string | null)[] | null,
 ): Promise<Set<number>> {
-  const rows = await db.rows(COMPLETE, completionParams(runs, results));
-  return new Set(rows.map((row) => Number(row.id)));
+  const rows = await db.arrays(COMPLETE, completionParams(runs, results));
+  return new Set(rows.map(([id]) => Number(id)));
 }
 
 export interface CompletionOutcome {
