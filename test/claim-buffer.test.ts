@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ClaimBuffer } from '../src/agent/worker/claim-buffer.js';
 import { Deadlines } from '../src/agent/worker/deadlines.js';
@@ -74,4 +77,21 @@ describe('one timer for many deadlines', () => {
     await done;
     expect(expired).toEqual([1, 2, 3]);
   });
+
+  // In a process of its own (the built module), with nothing else to keep it alive.
+  const deadlinesModule = fileURLToPath(new URL('../dist/agent/worker/deadlines.js', import.meta.url));
+  const runAlone = (script: string) =>
+    promisify(execFile)(process.execPath, ['--input-type=module', '-e', `const { Deadlines } = await import(${JSON.stringify(deadlinesModule)});\n${script}`], { timeout: 20_000 });
+
+  it('holds the process open while a deadline is pending, as a timer per run did', async () => {
+    const { stdout } = await runAlone(`const d = new Deadlines((key) => console.log('expired', key)); d.set('a', 100); d.set('b', 20); d.delete('b');`);
+    expect(stdout.trim()).toBe('expired a');
+  });
+
+  it('lets the process exit once no deadline is pending', async () => {
+    // Were the timer still holding the process, this would run for a minute and be killed by the 20 s timeout.
+    const { stdout } = await runAlone(`const d = new Deadlines(() => console.log('expired')); d.set('a', 60_000); d.delete('a'); console.log('done');`);
+    expect(stdout.trim()).toBe('done');
+  });
 });
+

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createAgent } from '../src/agent/agent.js';
+import type { JobContext } from '../src/agent/worker/executors/executor.js';
 import { silentLogger } from '../src/shared/logger.js';
 import { useAgents } from './support/agents.js';
 import { countByState, useTestSchema, waitFor } from './support/database.js';
@@ -18,6 +19,23 @@ describe('agent processing', () => {
     });
     expect(seen.sort()).toEqual([1, 2, 3]);
     expect((await countByState(t)).completed).toBeGreaterThanOrEqual(3);
+  });
+
+  it("gives the handler a context it may spread or copy: job, signal, idempotencyKey and logger are its own, the payload is not in it", async () => {
+    const views: { keys: string[]; key: unknown; signal: boolean; json: string; jobId: number }[] = [];
+    await startAgent({
+      handlers: {
+        look: (_payload: unknown, context: JobContext) => {
+          const copy: Record<string, unknown> = { ...context };
+          views.push({ keys: Object.keys(copy).sort(), key: copy.idempotencyKey, signal: copy.signal instanceof AbortSignal, json: JSON.stringify(context), jobId: context.job.id });
+        },
+      },
+    });
+    const { id } = await t.client.enqueue({ task: 'look', payload: { secret: 'card-4242' } });
+    await waitFor('the job completed', async () => (await t.client.getJob(id)).state === 'completed');
+    expect(views).toHaveLength(1);
+    expect(views[0]).toMatchObject({ keys: ['idempotencyKey', 'job', 'logger', 'signal'], key: `wida-job-${id}`, signal: true, jobId: id });
+    expect(views[0].json).not.toContain('card-4242');
   });
 });
 

@@ -5,7 +5,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * its list bookkeeping on every job (about 0.8 us and 200 bytes each); most runs end long before their
  * deadline, so this timer fires about once per timeout period and then looks at the running jobs only. It
  * stays armed when the last run ends (the pool runs dry once per claim under load, and re-arming each time
- * showed in profiles), and does not hold the process open.
+ * showed in profiles), and holds the process open only while some run has a deadline, as a timer per run did.
  */
 export class Deadlines<K> {
   /** key -> deadline (performance.now() ms) */
@@ -19,10 +19,12 @@ export class Deadlines<K> {
     const at = performance.now() + afterMs;
     this.due.set(key, at);
     if (at < this.armedFor) this.arm(at);
+    else if (this.due.size === 1) this.timer?.ref();
   }
 
   delete(key: K): void {
     this.due.delete(key);
+    if (this.due.size === 0) this.timer?.unref();
   }
 
   private arm(at: number): void {
@@ -30,7 +32,7 @@ export class Deadlines<K> {
     this.armedFor = at;
     // setTimeout turns anything above 2^31-1 ms into 1 ms; the timer then fires early and is armed again.
     this.timer = setTimeout(() => this.fire(), Math.min(Math.max(1, Math.ceil(at - performance.now())), MAX_TIMER_MS));
-    this.timer.unref();
+    if (this.due.size === 0) this.timer.unref();
   }
 
   private fire(): void {

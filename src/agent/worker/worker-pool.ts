@@ -54,27 +54,35 @@ function signalOf(entry: RunningJob): AbortSignal {
   return entry.controller.signal;
 }
 
+const RUN = Symbol('run');
+
+/** One accessor for every context's signal: the controller is made only when a handler first reads it. */
+const SIGNAL: PropertyDescriptor = {
+  get(this: { [RUN]: RunningJob }) {
+    return signalOf(this[RUN]);
+  },
+  enumerable: true,
+};
+
 /**
- * What a handler gets. A class, not an object literal: a literal with a getter cost about 450 bytes and 1 us per
- * job (V8 makes the accessor anew for each), a class instance about 90 bytes.
+ * What a handler gets: job, signal, idempotencyKey and logger as own enumerable properties, so a handler may
+ * spread or copy its context. Not an object literal with a getter: V8 makes that accessor anew for each object,
+ * about 450 bytes and 1 us per job; here the accessor is shared (about 200 bytes and 0.4 us with the job info).
+ * The run itself sits under a symbol, out of spreads and JSON.
  */
 class RunContext implements JobContext {
   readonly job: JobInfo;
+  declare readonly signal: AbortSignal;
+  readonly idempotencyKey: string;
+  readonly logger: Logger;
 
-  constructor(
-    private readonly entry: RunningJob,
-    readonly logger: Logger,
-  ) {
+  constructor(entry: RunningJob, logger: Logger) {
+    Object.defineProperty(this, RUN, { value: entry });
     const { id, task, queue, priority, attempt, maxAttempts } = entry.job;
     this.job = { id, task, queue, priority, attempt, maxAttempts };
-  }
-
-  get signal(): AbortSignal {
-    return signalOf(this.entry);
-  }
-
-  get idempotencyKey(): string {
-    return `wida-job-${this.entry.job.id}`;
+    Object.defineProperty(this, 'signal', SIGNAL);
+    this.idempotencyKey = `wida-job-${id}`;
+    this.logger = logger;
   }
 }
 
