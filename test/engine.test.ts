@@ -93,6 +93,32 @@ describe('leases', () => {
     for (const job of jobs) expect(await t.client.getJob(job.id)).toMatchObject({ attempt: 1, attemptLog: [] });
   });
 
+  it("renews leases while another session holds the agent's own row locked: the heartbeat write waits, the renewal does not", async () => {
+    // Before, each beat wrote the agents row first and renewed the leases after: a row lock held the renewal up
+    // past the lease, and the rescuer took the job from under its running handler.
+    const runs: number[] = [];
+    const agent = await startAgent({
+      queues: ['locked_row'],
+      leaseMs: 900,
+      heartbeatIntervalMs: 300,
+      rescueIntervalMs: 100,
+      handlers: { held: async () => void (runs.push(1), await new Promise((resolve) => setTimeout(resolve, 2_500))) },
+    });
+    await waitFor('the agent is the leader (its rescuer runs)', () => agent.isLeader);
+    const locker = await t.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`SELECT 1 FROM "${t.schema}".agents WHERE id = $1 FOR UPDATE`, [agent.id]);
+      const { id } = await t.client.enqueue({ task: 'held', queue: 'locked_row' });
+      await waitFor('the job completed', async () => (await t.client.getJob(id)).state === 'completed', 10_000);
+      expect(await t.client.getJob(id)).toMatchObject({ attempt: 1, attemptLog: [] });
+      expect(runs).toEqual([1]);
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+  });
+
   it('a job claimed again while its earlier run still runs here: the earlier run is aborted, the new one completes', async () => {
     // Its lease expired and it was rescued (simulated below), and this same agent claims it again. The runs are
     // tracked by job id: the earlier one must be let go first, or the two would share (and corrupt) one entry.

@@ -35,3 +35,28 @@ describe('createPool with lockTimeoutMs', () => {
     expect(rows[0].lock_timeout).toBe('0');
   });
 });
+
+describe('createPool with queryTimeoutMs', () => {
+  it('a statement given up while it waits for a lock is given up by the server too: its backend goes', async () => {
+    const holder = createPool(inject('databaseUrl'), { max: 1 });
+    const pool = createPool(inject('databaseUrl'), { max: 1, queryTimeoutMs: 200, applicationName: 'wida pool test given up' });
+    pools.push(holder, pool);
+    // A session-level lock, held outside any transaction: inside one, pg_stat_activity would show a snapshot.
+    const locker = await holder.connect();
+    try {
+      await locker.query('SELECT pg_advisory_lock(424242)');
+      await expect(pool.query('SELECT pg_advisory_lock(424242)')).rejects.toThrow(/timeout/);
+      // Without the check the backend waited on for the lock, for as long as it was held.
+      let left = 1;
+      for (let i = 0; i < 100 && left > 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const { rows } = await locker.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'wida pool test given up'`);
+        left = rows[0].n;
+      }
+      expect(left).toBe(0);
+    } finally {
+      await locker.query('SELECT pg_advisory_unlock_all()');
+      locker.release();
+    }
+  });
+});

@@ -1,6 +1,6 @@
 import type { SchemaDb } from '../../shared/db/sql.js';
 import { agentHeartbeat, type AgentInfo } from '../../shared/db/queries/agents.js';
-import { jobExtendLeases, leaseKey } from '../../shared/db/queries/jobs-runs.js';
+import { jobExtendLeases, leaseKey, type LeaseRenewal } from '../../shared/db/queries/jobs-runs.js';
 import type { Logger } from '../../shared/logger.js';
 import { IntervalService } from '../service.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -9,6 +9,12 @@ import type { WorkerPool } from './worker-pool.js';
  * Every few seconds: marks the agent alive and extends the leases of the jobs it holds (but not those
  * granted a moment ago), in two statements however many jobs run. Jobs whose lease it no longer holds (cancelled, or rescued after
  * the agent froze) are aborted here.
+ *
+ * The leases come first. The agents row is written beside the renewal, not before it, so a write held up (another
+ * session holding the row locked) does not hold the renewal up; and each statement is given up after half an
+ * interval (the interval is at most a third of the lease), the renewal then tried once more at once on a fresh
+ * connection: waiting on a connection gone silent for the upkeep pool's minute, the agent lost every lease it held
+ * while its handlers still ran, and the jobs ran again elsewhere.
  */
 export function createHeartbeat(options: {
   db: SchemaDb;
@@ -19,27 +25,43 @@ export function createHeartbeat(options: {
   logger: Logger;
   state: () => 'running' | 'draining';
 }): IntervalService {
-  const { db, agent, pool, leaseMs, logger } = options;
+  const { agent, pool, leaseMs, logger } = options;
+  const db = options.db.within(options.intervalMs / 2);
+
+  async function renewLeases(): Promise<void> {
+    // A lease granted within the last quarter interval (a claim that landed just before this beat) is
+    // renewed at the next beat instead: at most 1.25 intervals after it was granted, so at least 1.75
+    // intervals before it expires (the interval is at most a third of the lease).
+    const askedAt = performance.now();
+    const held = pool.heldLeases(askedAt - options.intervalMs / 4);
+    if (held.length === 0) return;
+    let renewal: LeaseRenewal;
+    try {
+      renewal = await jobExtendLeases(db, held, leaseMs);
+    } catch (error) {
+      logger.warn('lease renewal failed; trying again at once', { error: (error as Error).message, held: held.length });
+      renewal = await jobExtendLeases(db, held, leaseMs);
+    }
+    const { renewed, busy } = renewal;
+    pool.leasesRenewed(held.filter((run) => renewed.has(leaseKey(run))), askedAt);
+    logger.debug('renewed leases', { held: held.length, renewed: renewed.size, busy: busy.size });
+    if (busy.size > 0) logger.warn('another transaction holds some jobs locked; their leases are renewed at the next beat', { runs: [...busy] });
+    const lost = held.filter((run) => !renewed.has(leaseKey(run)) && !busy.has(leaseKey(run)));
+    if (lost.length > 0) pool.dropLost(lost);
+  }
+
   return new IntervalService(
     'heartbeat',
     options.intervalMs,
     async () => {
-      // The leases matter more than the agents row: renew them even when that write fails.
-      await agentHeartbeat(db, agent, options.state()).catch((error) =>
+      const beat = agentHeartbeat(db, agent, options.state()).catch((error) =>
         logger.error('heartbeat row not written; renewing leases anyway', { error: (error as Error).message }),
       );
-      // A lease granted within the last quarter interval (a claim that landed just before this beat) is
-      // renewed at the next beat instead: at most 1.25 intervals after it was granted, so at least 1.75
-      // intervals before it expires (the interval is at most a third of the lease).
-      const askedAt = performance.now();
-      const held = pool.heldLeases(askedAt - options.intervalMs / 4);
-      if (held.length === 0) return;
-      const { renewed, busy } = await jobExtendLeases(db, held, leaseMs);
-      pool.leasesRenewed(held.filter((run) => renewed.has(leaseKey(run))), askedAt);
-      logger.debug('renewed leases', { held: held.length, renewed: renewed.size, busy: busy.size });
-      if (busy.size > 0) logger.warn('another transaction holds some jobs locked; their leases are renewed at the next beat', { runs: [...busy] });
-      const lost = held.filter((run) => !renewed.has(leaseKey(run)) && !busy.has(leaseKey(run)));
-      if (lost.length > 0) pool.dropLost(lost);
+      try {
+        await renewLeases();
+      } finally {
+        await beat;
+      }
     },
     (error) => logger.error('heartbeat failed', { error: (error as Error).message }),
   );

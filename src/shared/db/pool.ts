@@ -14,13 +14,20 @@ export interface PoolOptions {
   queryTimeoutMs?: number;
 }
 
+const CLIENT_CHECK_MS = 1_000;
+
 /** A pool with keepalive and a handler for errors on idle clients (which would otherwise crash the process). */
 export function createPool(connectionString: string, options: PoolOptions = {}): pg.Pool {
   // Run on each new connection before its first query. Not the startup `options` parameter: a URL's own
   // ?options= or PGOPTIONS would silently replace it, and poolers such as PgBouncer refuse it. Not a query sent
   // from the 'connect' event either: the pool's first query would queue behind it on the client, which pg
   // warns about on stderr (and pg 9 will refuse).
-  const setup = options.lockTimeoutMs === undefined ? undefined : `SET lock_timeout = ${Math.round(options.lockTimeoutMs)}`;
+  const settings: string[] = [];
+  if (options.lockTimeoutMs !== undefined) settings.push(`SET lock_timeout = ${Math.round(options.lockTimeoutMs)}`);
+  // A statement given up here (query_timeout drops its connection) is given up by the server too: a backend waiting
+  // for a row lock otherwise waits on with no one to answer, one more for every statement given up (PostgreSQL 14+).
+  if (options.queryTimeoutMs !== undefined) settings.push(`SET client_connection_check_interval = ${CLIENT_CHECK_MS}`);
+  const setup = settings.length === 0 ? undefined : settings.join('; ');
   const poolConfig: pg.PoolConfig & { onConnect?: (client: pg.PoolClient) => Promise<unknown> } = {
     connectionString,
     max: options.max ?? 10,
