@@ -41,6 +41,11 @@ describe('loadConfig', () => {
     expect(loadConfig({}, { WIDA_SCHEMA: 'good_one' }, { WIDA_SCHEMA: 'Bad-Name' })).toMatchObject({ WIDA_SCHEMA: 'good_one' });
   });
 
+  it("keeps completed jobs for months if asked: WIDA_RETENTION is not held to a timer's 24.8 days", () => {
+    expect(loadConfig({}, { WIDA_RETENTION: '90d' }, {})).toMatchObject({ WIDA_RETENTION: 90 * 86_400_000 });
+    expect(configError({}, { WIDA_RETENTION: '40000d' }, {}).message).toMatch(/WIDA_RETENTION must be at most \d+ ms \(about 36500 days\); got 40000d/);
+  });
+
   it('an empty value counts as unset', () => {
     expect(loadConfig({}, { WIDA_PORT: '', WIDA_SCHEMA: '' }, {})).toMatchObject({ WIDA_PORT: 7070, WIDA_SCHEMA: 'wida' });
   });

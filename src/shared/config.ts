@@ -2,6 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { durationField } from './duration.js';
+
+/** 100 years: as far as a job's delay may reach. */
+const MAX_RETENTION_MS = 100 * 365 * 86_400_000;
 import { ConfigError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from './job-spec.js';
 import { validateSchemaName } from './db/sql.js';
@@ -30,7 +33,8 @@ const configSchema = z
     WIDA_LEASE: durationField('WIDA_LEASE', { min: 1000 }).default(30_000),
     WIDA_POLL_INTERVAL: durationField('WIDA_POLL_INTERVAL', { min: 10 }).default(1_000),
     WIDA_SHUTDOWN_GRACE: durationField('WIDA_SHUTDOWN_GRACE').default(10_000),
-    WIDA_RETENTION: durationField('WIDA_RETENTION').default(86_400_000),
+    // Compared in SQL only, never a timer: months or years of history are a normal setting.
+    WIDA_RETENTION: durationField('WIDA_RETENTION', { max: MAX_RETENTION_MS }).default(86_400_000),
     WIDA_JOB_TIMEOUT: durationField('WIDA_JOB_TIMEOUT', { min: 1 }).default(15 * 60_000),
   })
   .superRefine((config, ctx) => {
