@@ -7,6 +7,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
 import { asLeader } from '../src/agent/scheduler/fence.js';
+import { listAgents } from '../src/shared/admin.js';
 import { getLeader } from '../src/shared/cron-admin.js';
 import { SchemaDb } from '../src/shared/db/sql.js';
 import { leaderAttemptElect, leaderCheckSession, leaderTryLock, leaderUnlock } from '../src/shared/db/queries/leader.js';
@@ -95,6 +96,31 @@ describe('the leader lock and the fence', () => {
     } finally {
       await a.client.end();
       await b.client.end();
+    }
+  });
+
+  it('a leader whose session is gone is not reported as leading, though its row stays until the next election', async () => {
+    const a = await dedicatedSession();
+    const ended = { value: false };
+    a.client.on('error', () => {});
+    try {
+      expect(await leaderTryLock(a.db)).toBe(true);
+      await leaderAttemptElect(a.db, 'agent-gone');
+      await t.pool.query(`INSERT INTO "${t.schema}".agents (id, host, pid, version, concurrency, state) VALUES ('agent-gone', 'h', 1, 'v', 1, 'running')`);
+      expect(await getLeader(t.db)).toMatchObject({ agentId: 'agent-gone' });
+      expect((await listAgents(t.db)).find((agent) => agent.id === 'agent-gone')).toMatchObject({ isLeader: true });
+      // As when its process is killed outright: the session ends, and the lock with it.
+      const { rows } = await a.client.query('SELECT pg_backend_pid() AS pid');
+      await t.pool.query('SELECT pg_terminate_backend($1)', [rows[0].pid]);
+      ended.value = true;
+      await waitFor('the session is gone', async () => (await t.pool.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [rows[0].pid])).rowCount === 0);
+      expect((await t.pool.query(`SELECT agent_id FROM "${t.schema}".leader`)).rows).toEqual([{ agent_id: 'agent-gone' }]);
+      expect(await getLeader(t.db)).toBeUndefined();
+      expect((await listAgents(t.db)).find((agent) => agent.id === 'agent-gone')).toMatchObject({ isLeader: false });
+    } finally {
+      if (!ended.value) await a.client.end();
+      await t.pool.query(`DELETE FROM "${t.schema}".agents WHERE id = 'agent-gone'`);
+      await t.pool.query(`UPDATE "${t.schema}".leader SET agent_id = NULL`);
     }
   });
 

@@ -101,11 +101,26 @@ export interface LeaderInfo {
   backendPid: number | null;
 }
 
-const GET = statement('leader_get', `SELECT agent_id, term, elected_at, backend_pid FROM @.leader WHERE agent_id IS NOT NULL`);
+/**
+ * True when the leader row `alias` names a session that still holds the leader lock of schema `$schemaParam`. A
+ * leader killed outright leaves its row until another agent is elected, but its session, and so its lock, is gone.
+ */
+export function leaderLockHeld(alias: string, schemaParam: string): string {
+  return `EXISTS (
+     SELECT 1 FROM pg_locks AS k
+      WHERE k.locktype = 'advisory' AND k.granted AND k.pid = ${alias}.backend_pid
+        AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND k.classid = hashtext('wida_leader')::oid AND k.objid = hashtext(${schemaParam})::oid AND k.objsubid = 2)`;
+}
 
-/** Who leads now; undefined when nobody does (no agent yet, or the last leader resigned). */
+const GET = statement(
+  'leader_get',
+  `SELECT agent_id, term, elected_at, backend_pid FROM @.leader AS l WHERE agent_id IS NOT NULL AND ${leaderLockHeld('l', '$1::text')}`,
+);
+
+/** Who leads now; undefined when nobody does (no agent yet, the last leader resigned, or its session is gone). */
 export async function leaderGet(db: SchemaDb): Promise<LeaderInfo | undefined> {
-  const [row] = await db.rows(GET);
+  const [row] = await db.rows(GET, [db.schema]);
   return row ? { agentId: row.agent_id, term: Number(row.term), electedAt: row.elected_at, backendPid: row.backend_pid } : undefined;
 }
 
