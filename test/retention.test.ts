@@ -1,8 +1,13 @@
 /**
  * Retention and workflows: what the agent's retention pass does to the graph around the jobs it deletes.
  */
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { createRetention } from '../src/agent/scheduler/retention.js';
+import { leaderAttemptElect, leaderTryLock } from '../src/shared/db/queries/leader.js';
 import { jobDeleteFinished } from '../src/shared/db/queries/jobs.js';
+import { SchemaDb } from '../src/shared/db/sql.js';
+import { silentLogger } from '../src/shared/logger.js';
 import { useAgents } from './support/agents.js';
 import { useTestSchema, waitFor } from './support/database.js';
 
@@ -52,4 +57,25 @@ describe('retention of workflows', () => {
     });
     await expect(t.client.getWorkflow(workflowId)).rejects.toMatchObject({ code: 'WORKFLOW_NOT_FOUND' });
   });
+
+  it('one pass walks past the first 1,000 workflows: 5,000 whose jobs are gone all go in one pass', async () => {
+    // Nodes naming jobs that no longer exist, as after retention deleted them.
+    await t.pool.query(`INSERT INTO "${t.schema}".workflows (name, nodes) SELECT 'gone' || i, jsonb_build_object('a', 1000000000 + i) FROM generate_series(1, 5000) AS i`);
+    const session = new pg.Client({ connectionString: t.url });
+    await session.connect();
+    try {
+      const db = new SchemaDb(session, t.schema);
+      expect(await leaderTryLock(db)).toBe(true);
+      const leader = await leaderAttemptElect(db, 'retention-test');
+      const retention = createRetention({ pool: t.pool, db: t.db, fence: { leader, isCurrent: () => true, idleLimitMs: 10_000 }, retentionMs: 86_400_000, intervalMs: 3_600_000, logger: silentLogger });
+      retention.trigger();
+      await new Promise((resolve) => setTimeout(resolve, 0)); // the pass has begun
+      await retention.stop(); // and has ended
+      const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".workflows WHERE name LIKE 'gone%'`);
+      expect(rows[0].n).toBe(0);
+    } finally {
+      await session.end();
+    }
+  });
 });
+
