@@ -196,6 +196,18 @@ describe('usage errors', () => {
     expect(await migrations()).toBe(before);
   });
 
+  it('migrate down --steps takes only a whole number from 1 to the migrations applied; anything else exits 2 and reverts nothing', async () => {
+    const migrations = async () => (await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".migrations`)).rows[0].n;
+    const before = await migrations();
+    // -1 once reverted all but one migration, dropping the cron schedules with their table.
+    await expectFailure(['migrate', 'down', '--steps', '-1'], 2, /^wida: --steps must be a whole number of at least 1/);
+    await expectFailure(['migrate', 'down', '--steps', 'abc'], 2, /^wida: --steps must be a whole number of at least 1/);
+    await expectFailure(['migrate', 'down', '--steps', '0'], 2, /^wida: --steps must be a whole number of at least 1/);
+    await expectFailure(['migrate', 'down', '--steps', '99'], 2, new RegExp(`cannot revert 99 migrations of schema "${t.schema}": ${before} are applied; nothing was reverted`));
+    await expectFailure(['migrate', 'up', '--steps', '3'], 2, /--steps applies to "migrate down" only/);
+    expect(await migrations()).toBe(before);
+  });
+
   it('a bad setting names the variable (exit 2)', async () => {
     await expectFailure(['queues'], 2, /WIDA_LEASE must be a duration/, { env: { WIDA_LEASE: 'forever' } });
   });

@@ -139,6 +139,16 @@ describe('migrateUp / migrateDown', () => {
     expect(await client.getJob(id)).toMatchObject({ state: 'pending', payload: { ok: true } });
   });
 
+  it('migrateDown refuses a count that is not a whole number from 1 to the migrations applied, reverting nothing', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    for (const steps of [-1, 0, 1.5, Number.NaN]) {
+      await expect(migrateDown(url, schema, steps)).rejects.toThrow(/steps must be a whole number of at least 1/);
+    }
+    await expect(migrateDown(url, schema, 7)).rejects.toThrow(/cannot revert 7 migrations of schema "[a-z0-9_]+": 6 are applied; nothing was reverted/);
+    expect(await migrateDown(url, schema, 6)).toEqual([6, 5, 4, 3, 2, 1]);
+  });
+
   it('migrationStatus lists every known migration with when it was applied', async () => {
     const schema = freshSchema();
     const pending = [{ version: 1, name: 'core', appliedAt: null }, { version: 2, name: 'scheduler', appliedAt: null }, { version: 3, name: 'workflows', appliedAt: null }, { version: 4, name: 'dag_fixes', appliedAt: null }, { version: 5, name: 'agent_heartbeat_interval', appliedAt: null }, { version: 6, name: 'jobs_fillfactor', appliedAt: null }];

@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { latestVersion, migrateDown, migrateUp, migrationStatus } from '../../shared/db/migrate.js';
-import { configFromFlags, resolveDatabaseUrl, type CommonFlags } from '../context.js';
+import { configFromFlags, resolveDatabaseUrl, UsageError, type CommonFlags } from '../context.js';
 
 export function migrateCommand(yargs: Argv<CommonFlags>) {
   return yargs.command(
@@ -9,11 +9,15 @@ export function migrateCommand(yargs: Argv<CommonFlags>) {
     (y) =>
       y
         .positional('direction', { choices: ['up', 'down', 'status'] as const, default: 'up' as const, describe: 'up: apply all pending; down: revert the newest; status: list' })
-        .option('steps', { type: 'number', requiresArg: true, default: 1, describe: 'with down: how many migrations to revert' })
+        .option('steps', { type: 'number', requiresArg: true, describe: 'with down: how many migrations to revert (default 1)' })
         .example('$0 migrate', 'apply every pending migration')
         .example('$0 migrate down --steps 2', 'revert the two newest migrations')
         .example('$0 migrate status --json', 'list migrations and when each was applied'),
     async (argv) => {
+      if (argv.steps !== undefined && (!Number.isInteger(argv.steps) || argv.steps < 1)) {
+        throw new UsageError('--steps must be a whole number of at least 1: how many of the newest migrations to revert');
+      }
+      if (argv.steps !== undefined && argv.direction !== 'down') throw new UsageError(`--steps applies to "migrate down" only; "migrate ${argv.direction}" takes none`);
       const config = configFromFlags(argv);
       const url = await resolveDatabaseUrl(config, { migrate: false });
       const schema = config.WIDA_SCHEMA;
@@ -23,7 +27,7 @@ export function migrateCommand(yargs: Argv<CommonFlags>) {
         for (const m of status) print(`${String(m.version).padStart(4, '0')}  ${m.name.padEnd(24)}  ${m.appliedAt ? `applied ${m.appliedAt.toISOString()}` : 'pending'}`);
         return;
       }
-      const versions = argv.direction === 'up' ? await migrateUp(url, schema) : await migrateDown(url, schema, argv.steps);
+      const versions = argv.direction === 'up' ? await migrateUp(url, schema) : await migrateDown(url, schema, argv.steps ?? 1);
       if (argv.json) return print(JSON.stringify({ direction: argv.direction, versions }));
       if (versions.length === 0) print(`schema "${schema}" is up to date (migration ${latestVersion()})`);
       else print(`${argv.direction === 'up' ? 'applied' : 'reverted'} migration${versions.length > 1 ? 's' : ''} ${versions.join(', ')} in schema "${schema}"`);

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { MigrationError, SchemaTooNewError } from '../errors.js';
+import { MigrationError, SchemaTooNewError, ValidationError } from '../errors.js';
 import { validateSchemaName, type Queryable } from './sql.js';
 
 export interface Migration {
@@ -183,8 +183,16 @@ export async function migrateDown(
   migrations = loadMigrations(),
   limits: MigrationLockLimits = {},
 ): Promise<number[]> {
+  // A negative count once reverted all but one migration (slice(0, -1)), dropping tables and their rows.
+  if (!Number.isInteger(steps) || steps < 1) throw new ValidationError('steps', `steps must be a whole number of at least 1; got ${steps}`);
   return withMigrationLock(connectionString, schema, limits, async (client) => {
     const applied = [...(await appliedVersions(client, schema)).keys()].sort((a, b) => b - a);
+    if (applied.length > 0 && steps > applied.length) {
+      throw new ValidationError(
+        'steps',
+        `cannot revert ${steps} migrations of schema "${schema}": ${applied.length} ${applied.length === 1 ? 'is' : 'are'} applied; nothing was reverted`,
+      );
+    }
     const reverted: number[] = [];
     for (const version of applied.slice(0, steps)) {
       const m = migrations.find((candidate) => candidate.version === version);
