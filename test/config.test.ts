@@ -127,6 +127,22 @@ describe('readDotEnv', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('reads a file that starts with a byte-order mark, and refuses a line that is not KEY=value rather than lose the setting after it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wida-dotenv-'));
+    try {
+      const path = join(dir, '.env');
+      writeFileSync(path, '\uFEFFWIDA_DATABASE_URL=postgres://u@h:5432/d\n');
+      expect(readDotEnv(path)).toEqual({ WIDA_DATABASE_URL: 'postgres://u@h:5432/d' });
+      // Folded into the next key, the URL was lost, and commands went to the embedded database.
+      writeFileSync(path, 'WIDA_SCHEMA=app\ngarbage line\nWIDA_DATABASE_URL=postgres://u@h:5432/d\n');
+      expect(configErrorFrom(() => readDotEnv(path)).message).toBe(
+        `${path}: cannot read "garbage line" as a setting; expected KEY=value lines, # comments or blank lines`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('parseDuration', () => {

@@ -49,8 +49,22 @@ export type ConfigInput = Partial<Record<keyof z.input<typeof configSchema>, str
 /** Reads KEY=value lines from a .env file; a missing file is no settings. */
 export function readDotEnv(path = '.env'): Record<string, string> {
   if (!existsSync(path)) return {};
-  return parseEnv(readFileSync(path, 'utf8')) as Record<string, string>;
+  // An editor's byte-order mark would become part of the first key, and that setting silently ignored.
+  const text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '');
+  const values = parseEnv(text) as Record<string, string>;
+  // A line without "=" is folded into the next key ("junk\nWIDA_DATABASE_URL"), which then sets nothing: with the
+  // database URL lost that way, commands went to the embedded database instead.
+  for (const key of Object.keys(values)) {
+    if (!ENV_KEY.test(key)) {
+      throw new ConfigError(
+        `${path}: cannot read ${JSON.stringify(key.split('\n')[0])} as a setting; expected KEY=value lines, # comments or blank lines`,
+      );
+    }
+  }
+  return values;
 }
+
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Builds the config once: flags, then environment, then .env, then defaults. Throws a ConfigError naming each bad value. */
 export function loadConfig(
