@@ -2,16 +2,17 @@
  * The operator commands of the built `wida` CLI, as real subprocesses against the test database: output
  * (tables and --json), exit codes (0 success, 1 refusal or failure, 2 usage) and the one-line errors.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { agentHeartbeat } from '../src/shared/db/queries/agents.js';
 import { jobClaimBatch, jobFailMany } from '../src/shared/db/queries/jobs-runs.js';
-import { assertBuilt } from './fixtures/children.js';
+import { assertBuilt, WIDA_BIN } from './fixtures/children.js';
 import { useTestSchema } from './support/database.js';
 import { insertJob } from './support/factories.js';
-import { runCli, type CliOptions } from './support/run-cli.js';
+import { cleanEnv, runCli, type CliOptions } from './support/run-cli.js';
 
 const t = useTestSchema('cli');
 let workDir: string;
@@ -206,6 +207,28 @@ describe('usage errors', () => {
     await expectFailure(['migrate', 'down', '--steps', '99'], 2, new RegExp(`cannot revert 99 migrations of schema "${t.schema}": ${before} are applied; nothing was reverted`));
     await expectFailure(['migrate', 'up', '--steps', '3'], 2, /--steps applies to "migrate down" only/);
     expect(await migrations()).toBe(before);
+  });
+
+  it('a switch given a value other than true or false is refused, not read as false', async () => {
+    await expectFailure(['cron', 'add', 'switched', '--expression', '* * * * *', '--task', 't', '--paused=yes'], 2, /^wida: --paused is a switch: give it alone \(or =true, =false\); got "yes"/);
+    await expectFailure(['queues', '--json=nope'], 2, /^wida: --json is a switch/);
+    expect((await wida(['cron', 'show', 'switched'])).code).toBe(1); // nothing was added
+    expect((await wida(['queues', '--json=true'])).code).toBe(0);
+  });
+
+  it('output cut short by its reader (| head) ends quietly with exit 0, no EPIPE stack', async () => {
+    await t.client.enqueueMany(Array.from({ length: 3000 }, (_, i) => ({ task: `piped_${i}` })));
+    const child = spawn(process.execPath, [WIDA_BIN, 'jobs', 'list', '--limit', '3000'], {
+      cwd: workDir,
+      env: cleanEnv({ WIDA_DATABASE_URL: t.url, WIDA_SCHEMA: t.schema }) as NodeJS.ProcessEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stdout.once('data', () => child.stdout.destroy()); // as head does after its first lines
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 
   it('a bad setting names the variable (exit 2)', async () => {

@@ -69,6 +69,26 @@ function refuseDashValues(words: readonly string[]): void {
   }
 }
 
+/** The CLI's boolean flags, every command's: a new switch goes here too. */
+const BOOLEAN_FLAGS = new Set(['all', 'json', 'migrate', 'paused', 'verbose', 'yes']);
+
+/** yargs reads `--paused=yes` as false: a switch given a value other than true or false is a usage error. */
+function refuseBooleanValues(words: readonly string[]): void {
+  for (const word of words) {
+    if (word === '--') return;
+    const match = /^--([^=]+)=(.*)$/.exec(word);
+    if (match && BOOLEAN_FLAGS.has(match[1]) && match[2] !== 'true' && match[2] !== 'false') {
+      throw new UsageError(`--${match[1]} is a switch: give it alone (or =true, =false); got ${JSON.stringify(match[2])}`);
+    }
+  }
+}
+
+// `wida jobs list | head`: the reader went away; what is left to print has no one to read it.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const verbose = process.argv.includes('--verbose');
 
 /** Wrong input exits 2 (usage); a refusal or failure of the operation exits 1. */
@@ -90,6 +110,7 @@ function describeUsageProblem(message: string): string {
 try {
   refuseRepeatedFlags(hideBin(process.argv));
   refuseDashValues(hideBin(process.argv));
+  refuseBooleanValues(hideBin(process.argv));
   await cli
     .demandCommand(1, 'name a command; `wida --help` lists them')
     .recommendCommands()
