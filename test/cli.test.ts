@@ -192,6 +192,9 @@ describe('usage errors', () => {
       expectFailure(['cron', 'add', 'nightly', '--task', 'x', '--expression'], 2, /^wida: --expression needs a value\n/),
       expectFailure(['jobs', 'list', '--limit'], 2, /^wida: --limit needs a value\n/),
       expectFailure(['migrate', 'down', '--steps'], 2, /^wida: --steps needs a value\n/),
+      expectFailure(['jobs', 'list', '--state'], 2, /^wida: --state needs a value\n/),
+      expectFailure(['jobs', 'list', '--state', ','], 2, /^wida: --state names no state; use one or more of/),
+      expectFailure(['agent', '--handlers'], 2, /^wida: --handlers needs a value\n/),
     ]);
     expect(await t.client.listJobs()).toEqual([]);
     expect(await migrations()).toBe(before);

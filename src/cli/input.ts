@@ -83,6 +83,8 @@ export function readJobIds(values: readonly (string | number)[]): number[] {
 export function readStates(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
   const states = value.split(',').map((state) => state.trim()).filter(Boolean);
+  // An empty list matched no job: "(no jobs)" while there were jobs.
+  if (states.length === 0) throw new UsageError(`--state names no state; use one or more of ${JOB_STATES.join(', ')}, comma-separated`);
   for (const state of states) {
     if (!isJobState(state)) throw new UsageError(`unknown state ${JSON.stringify(state)}; use one or more of ${JOB_STATES.join(', ')}`);
   }

@@ -15,7 +15,7 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
     'run a worker agent: claims and runs jobs until SIGTERM or SIGINT',
     (y) =>
       y
-        .option('handlers', { type: 'string', describe: 'a JavaScript module whose exports are task handlers (default export object, or named functions)' })
+        .option('handlers', { type: 'string', requiresArg: true, describe: 'a JavaScript module whose exports are task handlers (default export object, or named functions)' })
         .option('queues', { type: 'string', describe: 'comma-separated queues to serve (default: all)' })
         .option('concurrency', { type: 'number', requiresArg: true, describe: 'jobs running at once (WIDA_WORKER_CONCURRENCY, default 10)' })
         .option('cron-file', { type: 'string', requiresArg: true, describe: 'a JSON file of cron schedules (an array, or { "schedules": [...] }) created or updated at start' })

@@ -13,7 +13,7 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
         'list jobs, newest first',
         (list) =>
           list
-            .option('state', { type: 'string', describe: 'only these states, comma-separated (pending, running, dead, ...)' })
+            .option('state', { type: 'string', requiresArg: true, describe: 'only these states, comma-separated (pending, running, dead, ...)' })
             .option('queue', { type: 'string', describe: 'only this queue' })
             .option('task', { type: 'string', describe: 'only this task' })
             .option('text', { type: 'string', describe: 'only jobs whose task, payload or last error contains this text' })
