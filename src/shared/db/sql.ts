@@ -23,6 +23,10 @@ const MAX_IDENTIFIER_BYTES = 63;
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,46}$/;
 
 export function validateSchemaName(name: string): string {
+  // PostgreSQL reserves pg_ names (CREATE SCHEMA refuses them), and information_schema is its own catalog.
+  if (name.startsWith('pg_') || name === 'information_schema') {
+    throw new ConfigError(`WIDA_SCHEMA "${name}" is a name PostgreSQL keeps for itself; choose another (names starting with pg_, and information_schema, are reserved)`);
+  }
   if (!SCHEMA_NAME.test(name)) {
     throw new ConfigError(
       `WIDA_SCHEMA "${name}" is not a valid schema name; expected lowercase letters, digits and _ ` +
