@@ -97,6 +97,9 @@ describe('wida enqueue', () => {
       // checked as the client API checks runAt: no rolling February 30 over, no time in this machine's zone
       expectFailure(['enqueue', 'a', '--run-at', '2026-02-30T09:00:00Z'], 2, /--run-at "2026-02-30T09:00:00Z" is not a timestamp; use ISO 8601 with a time zone/),
       expectFailure(['enqueue', 'a', '--run-at', '2026-10-01T09:00:00'], 2, /is not a timestamp; use ISO 8601 with a time zone/),
+      // In the year 0 and 10000 by UTC: these gave a raw PostgreSQL error (exit 1) and "Invalid ISO datetime".
+      expectFailure(['enqueue', 'a', '--run-at', '0001-01-01T00:30:00+01:00'], 2, /--run-at "0001-01-01T00:30:00\+01:00" is outside the years 1 to 9999 \(UTC\)/),
+      expectFailure(['enqueue', 'a', '--run-at', '9999-12-31T23:59:59-05:00'], 2, /is outside the years 1 to 9999 \(UTC\)/),
       // yargs makes a repeated flag an array, which the command would trip over
       expectFailure(['enqueue', 'a', '--payload', '{}', '--payload', '{}'], 2, /--payload was given more than once; give it once/),
       expectFailure(['enqueue', 'a', '--delay', '1s', '--delay=2s'], 2, /--delay was given more than once/),
@@ -374,6 +377,8 @@ describe('wida dlq', () => {
     expect((await wida(['dlq', 'show', String(a.id)])).stdout).toMatch(/last error:\s+bounced/);
     await expectFailure(['dlq', 'show', String(alive.id)], 1, /is pending, not in the DLQ; `wida jobs show/);
     await expectFailure(['dlq', 'list', '--since', 'last tuesday'], 2, /--since "last tuesday" is neither a duration/);
+    await expectFailure(['dlq', 'list', '--since', '99999999d'], 2, /--since "99999999d" reaches too far back; give at most 100 years/);
+    await expectFailure(['dlq', 'purge', '--all', '--since', '99999999d', '--yes'], 2, /reaches too far back/);
   });
 
   it('relative times ("in 10m") are measured from the database clock, not this machine\'s', async () => {

@@ -354,6 +354,8 @@ describe('invalid input', () => {
     { name: 'unpaired surrogate in the payload', spec: { task: 'v', payload: { note: 'x\udc00y' } }, field: 'payload', mentions: /unpaired UTF-16 surrogate/ },
     { name: 'runAt in the year 10000', spec: { task: 'v', runAt: new Date('+010000-01-01T00:00:00Z') }, field: 'runAt', mentions: /between the years 1 and 9999/ },
     { name: 'runAt before the year 1', spec: { task: 'v', runAt: new Date('-000001-01-01T00:00:00Z') }, field: 'runAt', mentions: /between the years 1 and 9999/ },
+    { name: 'a runAt timestamp in year 0 by UTC', spec: { task: 'v', runAt: '0001-01-01T00:30:00+01:00' }, field: 'runAt', mentions: /between the years 1 and 9999/ },
+    { name: 'a runAt timestamp in year 10000 by UTC', spec: { task: 'v', runAt: '9999-12-31T23:59:59-05:00' }, field: 'runAt', mentions: /between the years 1 and 9999/ },
     { name: 'delay over 100 years', spec: { task: 'v', delay: Number.MAX_SAFE_INTEGER }, field: 'delay', mentions: /delay must be at most/ },
     { name: 'unknown backoff field lists the backoff fields', spec: { task: 'v', backoff: { retries: 1 } }, field: 'backoff', mentions: /expected strategy, base, factor, maxInterval, jitter$/ },
   ];

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parseDuration } from '../shared/duration.js';
+import { MAX_DELAY_MS } from '../shared/job-spec.js';
 import { JOB_STATES, isJobState } from '../shared/job-state.js';
 import { UsageError } from './context.js';
 
@@ -50,7 +51,9 @@ export function readTimestamp(flag: string, value: string): Date {
   if (!TIMESTAMP.safeParse(value).success) {
     throw new UsageError(`--${flag} ${JSON.stringify(value)} is not a timestamp; use ISO 8601 with a time zone, e.g. 2026-10-01T09:00:00Z or 2026-10-01T11:00:00+02:00`);
   }
-  return new Date(value);
+  const date = new Date(value);
+  if (date.getUTCFullYear() < 1 || date.getUTCFullYear() > 9999) throw new UsageError(`--${flag} ${JSON.stringify(value)} is outside the years 1 to 9999 (UTC)`);
+  return date;
 }
 
 /**
@@ -60,12 +63,15 @@ export function readTimestamp(flag: string, value: string): Date {
 export function readSince(value: string | undefined): { finishedWithinMs: number } | { finishedSince: Date } | Record<string, never> {
   if (value === undefined) return {};
   const ms = parseDuration(value);
-  if (ms !== undefined) return { finishedWithinMs: ms };
-  try {
-    return { finishedSince: readTimestamp('since', value) };
-  } catch {
+  if (ms !== undefined) {
+    // Further back than the database's calendar reaches gave a raw "timestamp out of range".
+    if (ms > MAX_DELAY_MS) throw new UsageError(`--since ${JSON.stringify(value)} reaches too far back; give at most 100 years (36500d)`);
+    return { finishedWithinMs: ms };
+  }
+  if (!TIMESTAMP.safeParse(value).success) {
     throw new UsageError(`--since ${JSON.stringify(value)} is neither a duration (1h, 30m) nor an ISO 8601 timestamp`);
   }
+  return { finishedSince: readTimestamp('since', value) };
 }
 
 /** Job ids from positional arguments. */

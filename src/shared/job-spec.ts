@@ -61,7 +61,13 @@ export const jobSpecSchema = z
     queue: name('queue').optional(),
     payload: z.unknown().optional(),
     priority: z.enum(PRIORITIES, { error: `priority must be one of ${PRIORITIES.join(', ')}` }).optional(),
-    runAt: z.union([runAtDate, z.iso.datetime({ offset: true })], { error: 'runAt must be a Date or an ISO 8601 timestamp with a time zone' }).optional(),
+    // A timestamp is held to the same years as a Date: "0001-01-01T00:30:00+01:00" is in year 0 (UTC) and gave a raw
+    // PostgreSQL error.
+    runAt: z
+      .union([z.date(), z.iso.datetime({ offset: true })], { error: 'runAt must be a Date or an ISO 8601 timestamp with a time zone' })
+      .transform((value) => (value instanceof Date ? value : new Date(value)))
+      .pipe(runAtDate)
+      .optional(),
     delay: durationField('delay', { max: MAX_DELAY_MS }).optional(),
     maxAttempts: z.number().int('maxAttempts must be a whole number').min(1, 'maxAttempts must be at least 1').max(1000, 'maxAttempts must be at most 1000').optional(),
     backoff: backoffSchema.optional(),
@@ -139,7 +145,7 @@ export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: 
   const row: JobInsertRow = { task: spec.task, payload };
   if (spec.queue !== undefined && spec.queue !== JOB_DEFAULTS.queue) row.queue = spec.queue;
   if (spec.priority !== undefined) row.priority = priorityToNumber(spec.priority);
-  if (spec.runAt !== undefined) row.run_at = spec.runAt instanceof Date ? spec.runAt.toISOString() : spec.runAt;
+  if (spec.runAt !== undefined) row.run_at = spec.runAt.toISOString();
   if (spec.delay !== undefined) row.delay_ms = spec.delay;
   if (spec.maxAttempts !== undefined) row.max_attempts = spec.maxAttempts;
   if (spec.timeout !== undefined) row.timeout_ms = spec.timeout;
