@@ -239,6 +239,8 @@ describe('usage errors', () => {
 
   it('a bad setting names the variable (exit 2)', async () => {
     await expectFailure(['queues'], 2, /WIDA_LEASE must be a duration/, { env: { WIDA_LEASE: 'forever' } });
+    // Unparseable, it failed only when connecting: "cannot reach the database at (unparseable database URL)", exit 1.
+    await expectFailure(['queues'], 2, /WIDA_DATABASE_URL is not a valid URL: the port must be a number up to 65535/, { env: { WIDA_DATABASE_URL: 'postgres://postgres@127.0.0.1:99999/x' } });
   });
 });
 

@@ -18,6 +18,11 @@ const configSchema = z
     WIDA_DATABASE_URL: z
       .string()
       .refine((url) => /^postgres(ql)?:\/\//.test(url), 'WIDA_DATABASE_URL must be a postgres:// or postgresql:// URL')
+      // Unparseable, it failed only at the first connection, as "cannot reach the database" with exit 1.
+      .refine(
+        (url) => URL.canParse(url),
+        'WIDA_DATABASE_URL is not a valid URL: the port must be a number up to 65535, and special characters in the user or password percent-encoded (%40 for @)',
+      )
       .optional(),
     WIDA_SCHEMA: z.string().default('wida').refine((name) => {
       try {
