@@ -176,6 +176,12 @@ describe('usage errors', () => {
     });
     // a flag beats the environment
     await expectFailure(['queues', '--database-url', 'postgres://postgres@127.0.0.1:1/x'], 1, /cannot reach the database/);
+    // migrate and its status connect on their own (they printed a bare "connect ECONNREFUSED ...")
+    for (const direction of ['up', 'status']) {
+      await expectFailure(['migrate', direction], 1, /cannot reach the database at postgres:\/\/postgres@127\.0\.0\.1:1\/x.*check WIDA_DATABASE_URL/, {
+        env: { WIDA_DATABASE_URL: 'postgres://postgres@127.0.0.1:1/x' },
+      });
+    }
   });
 
   it('a schema that was never migrated says to run wida migrate; --verbose adds the stack', async () => {

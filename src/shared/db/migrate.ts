@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { MigrationError, SchemaTooNewError, ValidationError } from '../errors.js';
+import { unreachable } from './pool.js';
 import { validateSchemaName, type Queryable } from './sql.js';
 
 export interface Migration {
@@ -55,6 +56,17 @@ function migrationClient(connectionString: string): pg.Client {
   return client;
 }
 
+/** Connects, or says which database could not be reached (a bare "ECONNREFUSED" named nothing). */
+async function connectMigrationClient(connectionString: string): Promise<pg.Client> {
+  const client = migrationClient(connectionString);
+  try {
+    await client.connect();
+  } catch (error) {
+    throw unreachable(connectionString, error);
+  }
+  return client;
+}
+
 /**
  * How long a migrator waits for locks. A migration's DDL waits in the table's lock queue, and every claim and
  * enqueue queues behind it: so it waits briefly, steps aside and tries again, rather than stall the queue
@@ -81,8 +93,7 @@ async function withMigrationLock<T>(
   work: (client: pg.Client) => Promise<T>,
 ): Promise<T> {
   validateSchemaName(schema);
-  const client = migrationClient(connectionString);
-  await client.connect();
+  const client = await connectMigrationClient(connectionString);
   try {
     await client.query(`SELECT set_config('idle_in_transaction_session_timeout', $1, false), set_config('lock_timeout', $2, false)`, [
       String(limits.idleInTransactionMs ?? 10_000),
@@ -211,8 +222,7 @@ export async function migrateDown(
 /** Every known migration and whether it is applied. Reads only: a schema that does not exist is all pending. */
 export async function migrationStatus(connectionString: string, schema: string, migrations = loadMigrations()): Promise<MigrationStatus[]> {
   validateSchemaName(schema);
-  const client = migrationClient(connectionString);
-  await client.connect();
+  const client = await connectMigrationClient(connectionString);
   let applied = new Map<number, Date>();
   try {
     const { rows } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`"${schema}".migrations`]);

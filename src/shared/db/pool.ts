@@ -52,12 +52,17 @@ export async function checkConnection(pool: pg.Pool, connectionString: string): 
   try {
     await pool.query('SELECT 1');
   } catch (error) {
-    throw new DatabaseUnavailableError(
-      `cannot reach the database at ${redactUrl(connectionString)}: ${(error as Error).message}; ` +
-        'check WIDA_DATABASE_URL and that PostgreSQL is running',
-      { cause: error },
-    );
+    throw unreachable(connectionString, error);
   }
+}
+
+/** The error for a database that could not be reached: it names the database (without its password) and what to check. */
+export function unreachable(connectionString: string, error: unknown): DatabaseUnavailableError {
+  return new DatabaseUnavailableError(
+    `cannot reach the database at ${redactUrl(connectionString)}: ${(error as Error).message}; ` +
+      'check WIDA_DATABASE_URL and that PostgreSQL is running',
+    { cause: error },
+  );
 }
 
 /** The URL without its password, for messages and logs. */
