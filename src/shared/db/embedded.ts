@@ -75,7 +75,15 @@ export async function ensureEmbeddedDatabase(home: string): Promise<EmbeddedData
     if (joined) return { ...joined, home: paths.home, started: false };
     const owner = await serverUser();
     if (!existsSync(join(paths.dataDir, 'PG_VERSION'))) await initialise(paths, owner);
-    const state = readState(paths)!;
+    const state = readState(paths);
+    // Without it the password is unknown: starting the server anyway left it running, unreachable, and db.json
+    // overwritten with a port alone.
+    if (!state?.user || !state.password) {
+      throw new DatabaseUnavailableError(
+        `${paths.stateFile} is missing or unreadable, so the embedded database's password is unknown; stop any PostgreSQL ` +
+          `using ${paths.dataDir} and delete ${paths.home} to start afresh (its jobs are lost), or set WIDA_DATABASE_URL`,
+      );
+    }
     let lastError: unknown;
     for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
       const port = await freePort();
@@ -204,7 +212,8 @@ function lockIsStale(lockFile: string): boolean {
     const holder = Number(readFileSync(lockFile, 'utf8'));
     // An empty file is a lock being written right now, unless it has been empty for a while.
     if (!holder) return Date.now() - statSync(lockFile).mtimeMs > 5_000;
-    return !isAlive(holder);
+    // Our own pid: left by an earlier process that had it (a container's first process after a restart).
+    return holder === process.pid || !isAlive(holder);
   } catch {
     return false; // gone already: the next loop takes it
   }
