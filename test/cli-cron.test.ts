@@ -3,11 +3,13 @@
  * the built CLI against the test database: tables, --json, and exit codes (1 unknown schedule, 2 bad input).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import pg from 'pg';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { agentHeartbeat } from '../src/shared/db/queries/agents.js';
-import { leaderAttemptElect } from '../src/shared/db/queries/leader.js';
+import { leaderAttemptElect, leaderTryLock } from '../src/shared/db/queries/leader.js';
+import { SchemaDb } from '../src/shared/db/sql.js';
 import { WIDA_BIN, assertBuilt, killLeftovers, spawnChild, stopChild, waitForOutput } from './fixtures/children.js';
 import { useTestSchema, waitFor } from './support/database.js';
 import { runCli, type CliOptions } from './support/run-cli.js';
@@ -163,17 +165,26 @@ describe('wida workers: the leader', () => {
     const agent = (id: string, pid: number) => ({ id, host: 'box', pid, version: '0.1.0', queues: null, concurrency: 4, heartbeatIntervalMs: 5_000 });
     await agentHeartbeat(t.db, agent('follower', 201), 'running');
     await agentHeartbeat(t.db, agent('boss', 202), 'running');
-    await leaderAttemptElect(t.db, 'boss');
+    // A leader is one whose session holds the leader lock, as an agent's dedicated session does.
+    const session = new pg.Client({ connectionString: t.url });
+    await session.connect();
+    try {
+      const leaderDb = new SchemaDb(session, t.schema);
+      expect(await leaderTryLock(leaderDb)).toBe(true);
+      await leaderAttemptElect(leaderDb, 'boss');
 
-    const rows = await widaJson(['workers']);
-    const byId = Object.fromEntries(rows.map((row: { id: string }) => [row.id, row]));
-    expect(byId.boss).toMatchObject({ leader: true, alive: true });
-    expect(byId.follower).toMatchObject({ leader: false });
+      const rows = await widaJson(['workers']);
+      const byId = Object.fromEntries(rows.map((row: { id: string }) => [row.id, row]));
+      expect(byId.boss).toMatchObject({ leader: true, alive: true });
+      expect(byId.follower).toMatchObject({ leader: false });
 
-    const table = (await wida(['workers'])).stdout.split('\n');
-    expect(table[0]).toMatch(/\bSTATUS\s+LEADER\s+STARTED$/);
-    expect(table.find((line) => line.startsWith('boss'))).toMatch(/\balive\s+leader\s+\S+$/);
-    expect(table.find((line) => line.startsWith('follower'))).toMatch(/\balive\s+-\s+\S+$/);
+      const table = (await wida(['workers'])).stdout.split('\n');
+      expect(table[0]).toMatch(/\bSTATUS\s+LEADER\s+STARTED$/);
+      expect(table.find((line) => line.startsWith('boss'))).toMatch(/\balive\s+leader\s+\S+$/);
+      expect(table.find((line) => line.startsWith('follower'))).toMatch(/\balive\s+-\s+\S+$/);
+    } finally {
+      await session.end();
+    }
   });
 });
 
