@@ -359,8 +359,19 @@ describe('wida pause / resume / queues', () => {
     expect(table.stdout).toMatch(/QUEUE\s+PAUSED\s+WAITING\s+PENDING\s+RUNNING\s+COMPLETED\s+DEAD\s+CANCELLED/);
     expect(table.stdout).toMatch(/emails\s+yes\s+0\s+1\s+0\s+0\s+1\s+0/);
 
-    expect(await widaJson(['resume', 'emails'])).toEqual({ queue: 'emails', paused: false });
+    expect((await wida(['pause', 'emails'])).stdout).toBe('queue emails was already paused\n');
+    expect(await widaJson(['resume', 'emails'])).toEqual({ queue: 'emails', paused: false, wasPaused: true });
     expect((await widaJson(['queues']))[0].paused).toBe(false);
+  });
+
+  it('resuming a queue that is not paused (a typo, say) says so and writes nothing', async () => {
+    await insertJob(t.pool, t.schema, { queue: 'emails', state: 'pending' });
+    // It once answered "resumed queue emials" and listed the new queue.
+    const result = await wida(['resume', 'emials']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toBe('queue emials was not paused; nothing changed (see `wida queues`)\n');
+    expect((await widaJson(['queues'])).map((queue: { name: string }) => queue.name)).toEqual(['emails']);
+    expect(await widaJson(['resume', 'emails'])).toEqual({ queue: 'emails', paused: false, wasPaused: false });
   });
 });
 

@@ -135,17 +135,24 @@ export async function purgeDead(db: SchemaDb, filter: DeadFilter): Promise<numbe
 }
 
 /** Agents stop claiming from a paused queue; jobs already running finish. */
-export async function pauseQueue(db: SchemaDb, queue: string): Promise<void> {
-  checkQueueName(queue);
-  await queueSetPaused(db, queue, true);
-  await notifyControl(db, { type: 'queue_paused', queue });
+/** What a pause or resume changed: `wasPaused` false on a resume means the queue was not paused (or a typo). */
+export interface QueuePauseChange {
+  wasPaused: boolean;
 }
 
-export async function resumeQueue(db: SchemaDb, queue: string): Promise<void> {
+export async function pauseQueue(db: SchemaDb, queue: string): Promise<QueuePauseChange> {
   checkQueueName(queue);
-  await queueSetPaused(db, queue, false);
+  const change = await queueSetPaused(db, queue, true);
+  await notifyControl(db, { type: 'queue_paused', queue });
+  return change;
+}
+
+export async function resumeQueue(db: SchemaDb, queue: string): Promise<QueuePauseChange> {
+  checkQueueName(queue);
+  const change = await queueSetPaused(db, queue, false);
   await notifyControl(db, { type: 'queue_resumed', queue });
   await notifyJobsReady(db, [queue]);
+  return change;
 }
 
 export function listQueues(db: SchemaDb): Promise<QueueSummary[]> {

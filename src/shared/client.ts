@@ -55,8 +55,10 @@ export interface WidaClient {
   listDead(filter?: Omit<admin.JobListFilter, 'states'>): Promise<admin.JobRow[]>;
   replayDead(filter: admin.DeadFilter): Promise<number[]>;
   purgeDead(filter: admin.DeadFilter): Promise<number[]>;
-  pauseQueue(queue: string): Promise<void>;
-  resumeQueue(queue: string): Promise<void>;
+  /** Says whether the queue was paused already. */
+  pauseQueue(queue: string): Promise<admin.QueuePauseChange>;
+  /** Says whether the queue was paused: false for a queue that was not (nothing is written then). */
+  resumeQueue(queue: string): Promise<admin.QueuePauseChange>;
   listQueues(): Promise<admin.QueueSummary[]>;
   listAgents(): Promise<admin.AgentRow[]>;
   /** creates a cron schedule, or updates the one with this name */

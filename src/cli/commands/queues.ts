@@ -29,9 +29,9 @@ export function queueCommands(yargs: Argv<CommonFlags>) {
       'stop agents from claiming jobs of a queue (running jobs finish)',
       (y) => y.positional('queue', { type: 'string', demandOption: true }).example('$0 pause emails', 'pause the emails queue'),
       async (argv) => {
-        await withClient(argv, ({ client }) => client.pauseQueue(argv.queue));
-        if (argv.json) return printJson({ queue: argv.queue, paused: true });
-        print(`paused queue ${argv.queue}`);
+        const { wasPaused } = await withClient(argv, ({ client }) => client.pauseQueue(argv.queue));
+        if (argv.json) return printJson({ queue: argv.queue, paused: true, wasPaused });
+        print(wasPaused ? `queue ${argv.queue} was already paused` : `paused queue ${argv.queue}`);
       },
     )
     .command(
@@ -39,9 +39,9 @@ export function queueCommands(yargs: Argv<CommonFlags>) {
       'let agents claim jobs of a paused queue again',
       (y) => y.positional('queue', { type: 'string', demandOption: true }).example('$0 resume emails', 'resume the emails queue'),
       async (argv) => {
-        await withClient(argv, ({ client }) => client.resumeQueue(argv.queue));
-        if (argv.json) return printJson({ queue: argv.queue, paused: false });
-        print(`resumed queue ${argv.queue}`);
+        const { wasPaused } = await withClient(argv, ({ client }) => client.resumeQueue(argv.queue));
+        if (argv.json) return printJson({ queue: argv.queue, paused: false, wasPaused });
+        print(wasPaused ? `resumed queue ${argv.queue}` : `queue ${argv.queue} was not paused; nothing changed (see \`wida queues\`)`);
       },
     );
 }

@@ -1,16 +1,27 @@
 /** The queues table: paused flag and limits, and counts of jobs per queue and state. */
 import { statement, type SchemaDb } from '../sql.js';
 
-const SET_PAUSED = statement(
-  'queue_set_paused',
-  `INSERT INTO @.queues (name, paused) VALUES ($1, $2)
-   ON CONFLICT (name) DO UPDATE SET paused = EXCLUDED.paused, updated_at = now()
-   RETURNING name`,
+// The CTE reads the row as it was before the statement, so each says whether the queue was paused already.
+const PAUSE = statement(
+  'queue_pause',
+  `WITH before AS (SELECT paused FROM @.queues WHERE name = $1)
+   INSERT INTO @.queues (name, paused) VALUES ($1, true)
+   ON CONFLICT (name) DO UPDATE SET paused = true, updated_at = now()
+   RETURNING coalesce((SELECT paused FROM before), false) AS was_paused`,
 );
 
-/** Pauses or resumes a queue; a queue that has no row yet gets one. */
-export async function queueSetPaused(db: SchemaDb, name: string, paused: boolean): Promise<void> {
-  await db.rows(SET_PAUSED, [name, paused]);
+// A queue with no row is not paused: resuming it writes nothing (a typo once got a row, and was listed).
+const RESUME = statement(
+  'queue_resume',
+  `WITH before AS (SELECT paused FROM @.queues WHERE name = $1)
+   UPDATE @.queues SET paused = false, updated_at = now() WHERE name = $1
+   RETURNING (SELECT paused FROM before) AS was_paused`,
+);
+
+/** Pauses (a queue that has no row yet gets one) or resumes a queue; says whether it was paused before. */
+export async function queueSetPaused(db: SchemaDb, name: string, paused: boolean): Promise<{ wasPaused: boolean }> {
+  const [row] = await db.rows(paused ? PAUSE : RESUME, [name]);
+  return { wasPaused: row?.was_paused === true };
 }
 
 export interface QueueSummary {
