@@ -93,7 +93,7 @@ describe('wida enqueue', () => {
       expectFailure(['enqueue', 'a', '--delay', '1s', '--run-at', '2030-01-01T00:00:00Z'], 2, /mutually exclusive/),
       expectFailure(['enqueue', 'a', '--priority', 'urgent'], 2, /Invalid values:[\s\S]*priority/),
       expectFailure(['enqueue', 'a', '--max-attempts', '0'], 2, /maxAttempts must be at least 1/),
-      expectFailure(['enqueue'], 2, /Not enough non-option arguments/),
+      expectFailure(['enqueue'], 2, /enqueue is missing an argument/),
       // checked as the client API checks runAt: no rolling February 30 over, no time in this machine's zone
       expectFailure(['enqueue', 'a', '--run-at', '2026-02-30T09:00:00Z'], 2, /--run-at "2026-02-30T09:00:00Z" is not a timestamp; use ISO 8601 with a time zone/),
       expectFailure(['enqueue', 'a', '--run-at', '2026-10-01T09:00:00'], 2, /is not a timestamp; use ISO 8601 with a time zone/),
@@ -202,6 +202,8 @@ describe('usage errors', () => {
       expectFailure(['jobs', 'list', '--limit'], 2, /^wida: --limit needs a value\n/),
       expectFailure(['migrate', 'down', '--steps'], 2, /^wida: --steps needs a value\n/),
       expectFailure(['jobs', 'list', '--state'], 2, /^wida: --state needs a value\n/),
+      expectFailure(['enqueue'], 2, /^wida: enqueue is missing an argument \(got 0, needs 1\); `wida enqueue --help` shows what it takes\n/),
+      expectFailure(['jobs', 'show'], 2, /^wida: jobs show is missing an argument \(got 0, needs 1\); `wida jobs show --help`/),
       expectFailure(['jobs', 'list', '--state', ','], 2, /^wida: --state names no state; use one or more of/),
       expectFailure(['agent', '--handlers'], 2, /^wida: --handlers needs a value\n/),
     ]);

@@ -104,6 +104,11 @@ function describeUsageProblem(message: string): string {
   if (unknown) return `unknown command or option: ${unknown[1]}`;
   const missingValue = /^Not enough arguments following: (.*)$/.exec(message);
   if (missingValue) return `--${missingValue[1]} needs a value`;
+  const missingArgument = /^Not enough non-option arguments: got (\d+), need at least (\d+)$/.exec(message);
+  if (missingArgument) {
+    const command = hideBin(process.argv).filter((word) => !word.startsWith('-')).join(' ');
+    return `${command} is missing an argument (got ${missingArgument[1]}, needs ${missingArgument[2]}); \`wida ${command} --help\` shows what it takes`;
+  }
   return message;
 }
 
