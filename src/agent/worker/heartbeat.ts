@@ -5,6 +5,8 @@ import type { Logger } from '../../shared/logger.js';
 import { IntervalService } from '../service.js';
 import type { WorkerPool } from './worker-pool.js';
 
+const STATEMENT_FLOOR_MS = 250;
+
 /**
  * Every few seconds: marks the agent alive and extends the leases of the jobs it holds (but not those
  * granted a moment ago), in two statements however many jobs run. Jobs whose lease it no longer holds (cancelled, or rescued after
@@ -12,8 +14,8 @@ import type { WorkerPool } from './worker-pool.js';
  *
  * The leases come first. The agents row is written beside the renewal, not before it, so a write held up (another
  * session holding the row locked) does not hold the renewal up; and each statement is given up after half an
- * interval (the interval is at most a third of the lease), the renewal then tried once more at once on a fresh
- * connection: waiting on a connection gone silent for the upkeep pool's minute, the agent lost every lease it held
+ * interval or 250 ms, whichever is longer (the interval is at most a third of the lease), the renewal then tried
+ * once more at once on a fresh connection: waiting on a connection gone silent for the upkeep pool's minute, the agent lost every lease it held
  * while its handlers still ran, and the jobs ran again elsewhere.
  */
 export function createHeartbeat(options: {
@@ -26,7 +28,8 @@ export function createHeartbeat(options: {
   state: () => 'running' | 'draining';
 }): IntervalService {
   const { agent, pool, leaseMs, logger } = options;
-  const db = options.db.within(options.intervalMs / 2);
+  // At least 250 ms: a statement given up drops its connection, and the next, on a new backend, is slower still.
+  const db = options.db.within(Math.max(options.intervalMs / 2, STATEMENT_FLOOR_MS));
 
   async function renewLeases(): Promise<void> {
     // A lease granted within the last quarter interval (a claim that landed just before this beat) is
