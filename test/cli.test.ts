@@ -399,6 +399,8 @@ describe('wida dlq', () => {
     await expectFailure(['dlq', 'show', String(alive.id)], 1, /is pending, not in the DLQ; `wida jobs show/);
     await expectFailure(['dlq', 'list', '--since', 'last tuesday'], 2, /--since "last tuesday" is neither a duration/);
     await expectFailure(['dlq', 'list', '--since', '99999999d'], 2, /--since "99999999d" reaches too far back; give at most 100 years/);
+    // The same words as jobs list (it said "invalid limit: Invalid input: expected number, received NaN").
+    for (const command of [['dlq', 'list'], ['jobs', 'list']]) await expectFailure([...command, '--limit', 'abc'], 2, /^wida: --limit must be a whole number of at least 1\n/);
     await expectFailure(['dlq', 'purge', '--all', '--since', '99999999d', '--yes'], 2, /reaches too far back/);
   });
 

@@ -74,6 +74,12 @@ export function readSince(value: string | undefined): { finishedWithinMs: number
   return { finishedSince: readTimestamp('since', value) };
 }
 
+/** `--limit`: yargs hands a word that is not a number over as NaN. */
+export function readLimit(value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new UsageError('--limit must be a whole number of at least 1');
+  return value;
+}
+
 /** Job ids from positional arguments. */
 export function readJobIds(values: readonly (string | number)[]): number[] {
   return values.map((value) => {

@@ -4,7 +4,7 @@ import type { WidaClient } from '../../shared/client.js';
 import { RefusedError, UsageError, withClient, type CommonFlags } from '../context.js';
 import { confirm } from '../confirm.js';
 import { print, printJson } from '../format.js';
-import { readJobIds, readSince } from '../input.js';
+import { readJobIds, readLimit, readSince } from '../input.js';
 import { applyEach, printDone, reportFailures } from './job-actions.js';
 import { printJobDetail, printJobTable } from './jobs.js';
 
@@ -109,7 +109,7 @@ export function dlqCommand(yargs: Argv<CommonFlags>) {
           .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many' })
           .example('$0 dlq list --queue emails --since 1d', 'what died in a queue today'),
       async (argv) => {
-        const filter = { ...toDeadFilter(argv), limit: argv.limit };
+        const filter = { ...toDeadFilter(argv), limit: readLimit(argv.limit) };
         const [jobs, now] = await withClient(argv, ({ client }) => Promise.all([client.listDead(filter), client.databaseNow()]));
         if (argv.json) return printJson(jobs);
         printJobTable(jobs, now, '(the DLQ is empty)');

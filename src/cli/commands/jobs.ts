@@ -1,9 +1,9 @@
 import type { Argv } from 'yargs';
 import type { JobRow } from '../../shared/admin.js';
 import { priorityFromNumber } from '../../shared/job-state.js';
-import { UsageError, withClient, type CommonFlags } from '../context.js';
+import { withClient, type CommonFlags } from '../context.js';
 import { formatDuration, formatRelative, formatTime, print, printJson, printTable, truncate } from '../format.js';
-import { readJobIds, readStates } from '../input.js';
+import { readJobIds, readLimit, readStates } from '../input.js';
 
 export function jobsCommand(yargs: Argv<CommonFlags>) {
   return yargs.command('jobs', 'list jobs, or show one with its attempts', (y) =>
@@ -22,8 +22,7 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
             .example('$0 jobs list --task sendEmail --limit 10 --json', 'as JSON')
             .example('$0 jobs list --text "connection refused"', 'jobs whose payload or error mentions it'),
         async (argv) => {
-          if (!Number.isInteger(argv.limit) || argv.limit < 1) throw new UsageError('--limit must be a whole number of at least 1');
-          const filter = { states: readStates(argv.state), queue: argv.queue, task: argv.task, text: argv.text, limit: argv.limit };
+          const filter = { states: readStates(argv.state), queue: argv.queue, task: argv.task, text: argv.text, limit: readLimit(argv.limit) };
           const [jobs, now] = await withClient(argv, ({ client }) => Promise.all([client.listJobs(filter), client.databaseNow()]));
           if (argv.json) return printJson(jobs);
           printJobTable(jobs, now);
