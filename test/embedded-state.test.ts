@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ensureEmbeddedDatabase } from '../src/shared/db/embedded.js';
+import { embeddedDatabaseStatus, ensureEmbeddedDatabase } from '../src/shared/db/embedded.js';
 
 const homes: string[] = [];
 afterEach(() => {
@@ -22,9 +22,13 @@ function homeWithoutState(): string {
 }
 
 describe('the embedded database with damaged bookkeeping', () => {
-  it('a missing db.json is named, with what to do, and no server is started', async () => {
+  it('a missing db.json is named, with what to do, and no server is started; the status says so too', async () => {
     const home = homeWithoutState();
     await expect(ensureEmbeddedDatabase(home)).rejects.toThrow(/db\.json is missing or unreadable, so the embedded database's password is unknown; .*delete .* to start afresh/);
+    // It said "stopped", and that any command would start it.
+    expect(await embeddedDatabaseStatus(home)).toMatchObject({ initialised: true, running: false, problem: expect.stringMatching(/db\.json is missing or unreadable/) });
+    writeFileSync(join(home, 'db.json'), '{ not json');
+    expect((await embeddedDatabaseStatus(home)).problem).toMatch(/db\.json is missing or unreadable/);
   });
 
   it('a lock file holding our own pid (left by an earlier process that had it) is stale, not waited for', async () => {

@@ -40,6 +40,8 @@ export interface EmbeddedStatus {
   port?: number;
   pid?: number;
   url?: string;
+  /** what keeps it from being used (db.json missing or unreadable), with what to do */
+  problem?: string;
 }
 
 export interface EmbeddedDatabase {
@@ -78,12 +80,8 @@ export async function ensureEmbeddedDatabase(home: string): Promise<EmbeddedData
     const state = readState(paths);
     // Without it the password is unknown: starting the server anyway left it running, unreachable, and db.json
     // overwritten with a port alone.
-    if (!state?.user || !state.password) {
-      throw new DatabaseUnavailableError(
-        `${paths.stateFile} is missing or unreadable, so the embedded database's password is unknown; stop any PostgreSQL ` +
-          `using ${paths.dataDir} and delete ${paths.home} to start afresh (its jobs are lost), or set WIDA_DATABASE_URL`,
-      );
-    }
+    const problem = stateProblem(paths, state);
+    if (problem !== undefined) throw new DatabaseUnavailableError(problem);
     let lastError: unknown;
     for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
       const port = await freePort();
@@ -93,7 +91,7 @@ export async function ensureEmbeddedDatabase(home: string): Promise<EmbeddedData
         lastError = error; // most likely the port was taken between choosing and binding it
         continue;
       }
-      writeState(paths, { ...state, port });
+      writeState(paths, { ...state!, port });
       const server = await findRunning(paths);
       if (server) return { ...server, home: paths.home, started: true };
     }
@@ -120,7 +118,8 @@ export async function embeddedDatabaseStatus(home: string): Promise<EmbeddedStat
   const paths = embeddedPaths(home);
   const initialised = existsSync(join(paths.dataDir, 'PG_VERSION'));
   const running = initialised ? await findRunning(paths) : undefined;
-  return { home: paths.home, dataDir: paths.dataDir, initialised, running: Boolean(running), ...running };
+  const problem = initialised ? stateProblem(paths, readState(paths)) : undefined;
+  return { home: paths.home, dataDir: paths.dataDir, initialised, running: Boolean(running), ...running, ...(problem ? { problem } : {}) };
 }
 
 /** The server described by the state file, if its process lives and it answers a query. */
@@ -162,6 +161,15 @@ function isAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** Why an initialised data directory cannot be used, if its state file lacks what connecting needs. */
+function stateProblem(paths: EmbeddedPaths, state: StateFile | undefined): string | undefined {
+  if (state?.user && state.password) return undefined;
+  return (
+    `${paths.stateFile} is missing or unreadable, so the embedded database's password is unknown; stop any PostgreSQL ` +
+    `using ${paths.dataDir} and delete ${paths.home} to start afresh (its jobs are lost), or set WIDA_DATABASE_URL`
+  );
 }
 
 function readState(paths: EmbeddedPaths): StateFile | undefined {
