@@ -32,7 +32,6 @@ export class Deadlines<K> {
     this.armedFor = at;
     // setTimeout turns anything above 2^31-1 ms into 1 ms; the timer then fires early and is armed again.
     this.timer = setTimeout(() => this.fire(), Math.min(Math.max(1, Math.ceil(at - performance.now())), MAX_TIMER_MS));
-    if (this.due.size === 0) this.timer.unref();
   }
 
   private fire(): void {

@@ -1,6 +1,6 @@
 /** The agents table: one row per agent process, refreshed by its heartbeat. */
 import { statement, type SchemaDb } from '../sql.js';
-import { leaderLockHeld } from './leader.js';
+import { leaderLockHeldBy } from './leader.js';
 
 export interface AgentInfo {
   id: string;
@@ -44,7 +44,7 @@ const LIST = statement(
   `SELECT a.*, (extract(epoch FROM now() - a.heartbeat_at) * 1000)::bigint AS heartbeat_age_ms,
           a.state <> 'stopped'
             AND a.heartbeat_at >= now() - 3 * coalesce(a.heartbeat_interval_ms, ${DEFAULT_HEARTBEAT_INTERVAL_MS})::bigint * interval '1 millisecond' AS alive,
-          EXISTS (SELECT 1 FROM @.leader l WHERE l.agent_id = a.id AND ${leaderLockHeld('l', '$1::text')}) AS is_leader
+          EXISTS (SELECT 1 FROM @.leader l WHERE l.agent_id = a.id AND ${leaderLockHeldBy('l.backend_pid', '$1::text')}) AS is_leader
      FROM @.agents a ORDER BY a.started_at DESC`,
 );
 

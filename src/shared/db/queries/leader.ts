@@ -45,14 +45,22 @@ export async function leaderAttemptElect(db: SchemaDb, agentId: string): Promise
   return { agentId, term: Number(row.term) };
 }
 
+/**
+ * True when the backend `pid` (an SQL expression) holds the leader lock of schema `schemaParam`. A leader killed
+ * outright leaves its row until another agent is elected, but its session, and so its lock, is gone.
+ */
+export function leaderLockHeldBy(pid: string, schemaParam: string): string {
+  return `EXISTS (
+     SELECT 1 FROM pg_locks AS k
+      WHERE k.locktype = 'advisory' AND k.granted AND k.pid = ${pid}
+        AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND k.classid = hashtext('wida_leader')::oid AND k.objid = hashtext(${schemaParam})::oid AND k.objsubid = 2)`;
+}
+
 const CHECK_SESSION = statement(
   'leader_check_session',
-  `SELECT EXISTS (
-     SELECT 1 FROM pg_locks
-      WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
-        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND classid = hashtext('wida_leader')::oid AND objid = hashtext($1)::oid AND objsubid = 2
-   ) AND EXISTS (SELECT 1 FROM @.leader WHERE agent_id = $2 AND term = $3) AS holds`,
+  `SELECT ${leaderLockHeldBy('pg_backend_pid()', '$1::text')}
+          AND EXISTS (SELECT 1 FROM @.leader WHERE agent_id = $2 AND term = $3) AS holds`,
 );
 
 /**
@@ -101,21 +109,9 @@ export interface LeaderInfo {
   backendPid: number | null;
 }
 
-/**
- * True when the leader row `alias` names a session that still holds the leader lock of schema `$schemaParam`. A
- * leader killed outright leaves its row until another agent is elected, but its session, and so its lock, is gone.
- */
-export function leaderLockHeld(alias: string, schemaParam: string): string {
-  return `EXISTS (
-     SELECT 1 FROM pg_locks AS k
-      WHERE k.locktype = 'advisory' AND k.granted AND k.pid = ${alias}.backend_pid
-        AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        AND k.classid = hashtext('wida_leader')::oid AND k.objid = hashtext(${schemaParam})::oid AND k.objsubid = 2)`;
-}
-
 const GET = statement(
   'leader_get',
-  `SELECT agent_id, term, elected_at, backend_pid FROM @.leader AS l WHERE agent_id IS NOT NULL AND ${leaderLockHeld('l', '$1::text')}`,
+  `SELECT agent_id, term, elected_at, backend_pid FROM @.leader AS l WHERE agent_id IS NOT NULL AND ${leaderLockHeldBy('l.backend_pid', '$1::text')}`,
 );
 
 /** Who leads now; undefined when nobody does (no agent yet, the last leader resigned, or its session is gone). */
