@@ -3,6 +3,18 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { MigrationError, SchemaTooNewError, ValidationError } from '../errors.js';
 import { unreachable } from './pool.js';
+import {
+  migrationLockRelease,
+  migrationLockTake,
+  migrationRecordApplied,
+  migrationRecordReverted,
+  migrationScriptRun,
+  migrationsApplied,
+  migrationsTableCreate,
+  migrationsTablePresent,
+  migratorLockTimeout,
+  migratorSessionLimits,
+} from './queries/migrations.js';
 import { validateSchemaName, type Queryable } from './sql.js';
 
 export interface Migration {
@@ -95,12 +107,9 @@ async function withMigrationLock<T>(
   validateSchemaName(schema);
   const client = await connectMigrationClient(connectionString);
   try {
-    await client.query(`SELECT set_config('idle_in_transaction_session_timeout', $1, false), set_config('lock_timeout', $2, false)`, [
-      String(limits.idleInTransactionMs ?? 10_000),
-      String(limits.migratorWaitMs ?? 60_000),
-    ]);
+    await migratorSessionLimits(client, { idleInTransactionMs: limits.idleInTransactionMs ?? 10_000, lockMs: limits.migratorWaitMs ?? 60_000 });
     try {
-      await client.query(`SELECT pg_advisory_lock(hashtext($1))`, [`wida_migrate:${schema}`]);
+      await migrationLockTake(client, schema);
     } catch (error) {
       if ((error as { code?: string }).code !== LOCK_NOT_AVAILABLE) throw error;
       throw new MigrationError(
@@ -109,22 +118,13 @@ async function withMigrationLock<T>(
         { cause: error },
       );
     }
-    await client.query(`SELECT set_config('lock_timeout', $1, false)`, [String(limits.tableLockMs ?? 2_000)]);
-    await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS "${schema}".migrations (
-         version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-    );
+    await migratorLockTimeout(client, limits.tableLockMs ?? 2_000);
+    await migrationsTableCreate(client, schema);
     return await work(client);
   } finally {
-    await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [`wida_migrate:${schema}`]).catch(() => {});
+    await migrationLockRelease(client, schema).catch(() => {});
     await client.end();
   }
-}
-
-async function appliedVersions(client: pg.Client, schema: string): Promise<Map<number, Date>> {
-  const { rows } = await client.query(`SELECT version, applied_at FROM "${schema}".migrations ORDER BY version`);
-  return new Map(rows.map((row) => [row.version as number, row.applied_at as Date]));
 }
 
 /** `inTransaction`, tried again while another session's lock keeps it waiting longer than lock_timeout. */
@@ -147,12 +147,12 @@ async function inTransactionPatiently(limits: MigrationLockLimits, ...args: Para
   }
 }
 
-async function inTransaction(client: pg.Client, schema: string, sql: string, record: string, values: unknown[]): Promise<void> {
+/** Runs a migration's SQL and records it (`record`) in one transaction. */
+async function inTransaction(client: pg.Client, schema: string, sql: string, record: () => Promise<void>): Promise<void> {
   await client.query('BEGIN');
   try {
-    await client.query(`SET LOCAL search_path TO "${schema}", public`);
-    await client.query(sql);
-    await client.query(record, values);
+    await migrationScriptRun(client, schema, sql);
+    await record();
     await client.query('COMMIT');
   } catch (error) {
     await client.query('ROLLBACK');
@@ -168,7 +168,7 @@ export async function migrateUp(
   limits: MigrationLockLimits = {},
 ): Promise<number[]> {
   return withMigrationLock(connectionString, schema, limits, async (client) => {
-    const applied = await appliedVersions(client, schema);
+    const applied = await migrationsApplied(client, schema);
     const known = latestVersion(migrations);
     const newest = Math.max(0, ...applied.keys());
     if (newest > known) throw new SchemaTooNewError(newest, known);
@@ -176,7 +176,7 @@ export async function migrateUp(
     for (const m of migrations) {
       if (applied.has(m.version)) continue;
       try {
-        await inTransactionPatiently(limits, client, schema, m.up, `INSERT INTO "${schema}".migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+        await inTransactionPatiently(limits, client, schema, m.up, () => migrationRecordApplied(client, schema, m.version, m.name));
       } catch (error) {
         throw new MigrationError(`migration ${m.version} (${m.name}) failed: ${(error as Error).message}`, { cause: error });
       }
@@ -197,7 +197,7 @@ export async function migrateDown(
   // A negative count once reverted all but one migration (slice(0, -1)), dropping tables and their rows.
   if (!Number.isInteger(steps) || steps < 1) throw new ValidationError('steps', `steps must be a whole number of at least 1; got ${steps}`);
   return withMigrationLock(connectionString, schema, limits, async (client) => {
-    const applied = [...(await appliedVersions(client, schema)).keys()].sort((a, b) => b - a);
+    const applied = [...(await migrationsApplied(client, schema)).keys()].sort((a, b) => b - a);
     if (applied.length > 0 && steps > applied.length) {
       throw new ValidationError(
         'steps',
@@ -209,7 +209,7 @@ export async function migrateDown(
       const m = migrations.find((candidate) => candidate.version === version);
       if (!m) throw new SchemaTooNewError(version, latestVersion(migrations));
       try {
-        await inTransactionPatiently(limits, client, schema, m.down, `DELETE FROM "${schema}".migrations WHERE version = $1`, [version]);
+        await inTransactionPatiently(limits, client, schema, m.down, () => migrationRecordReverted(client, schema, version));
       } catch (error) {
         throw new MigrationError(`reverting migration ${m.version} (${m.name}) failed: ${(error as Error).message}`, { cause: error });
       }
@@ -225,8 +225,7 @@ export async function migrationStatus(connectionString: string, schema: string, 
   const client = await connectMigrationClient(connectionString);
   let applied = new Map<number, Date>();
   try {
-    const { rows } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`"${schema}".migrations`]);
-    if (rows[0].present) applied = await appliedVersions(client, schema);
+    if (await migrationsTablePresent(client, schema)) applied = await migrationsApplied(client, schema);
   } finally {
     await client.end();
   }
@@ -247,8 +246,7 @@ export async function schemaIsCurrent(queryable: Queryable, schema: string, migr
   validateSchemaName(schema);
   let versions: number[];
   try {
-    const { rows } = await queryable.query({ text: `SELECT version FROM "${schema}".migrations ORDER BY version` });
-    versions = rows.map((row) => row.version as number);
+    versions = [...(await migrationsApplied(queryable, schema)).keys()];
   } catch (error) {
     // 42P01: no migrations table; 3F000: no schema
     if (['42P01', '3F000'].includes((error as { code?: string }).code ?? '')) return false;

@@ -1,0 +1,64 @@
+/**
+ * The migrations table (which versions are applied) and the migrator's session: its lock and limits. These run on
+ * the migrator's own connection, before the schema may exist, so they name the schema directly (validated by the
+ * caller) and are not prepared: DDL cannot be, and each runs once per migrator session.
+ */
+import type pg from 'pg';
+import type { Queryable } from '../sql.js';
+
+/** How long the migrator's session waits: idle inside a transaction before the server ends it, and for locks. */
+export async function migratorSessionLimits(client: pg.Client, limits: { idleInTransactionMs: number; lockMs: number }): Promise<void> {
+  await client.query(`SELECT set_config('idle_in_transaction_session_timeout', $1, false), set_config('lock_timeout', $2, false)`, [
+    String(limits.idleInTransactionMs),
+    String(limits.lockMs),
+  ]);
+}
+
+/** The lock wait for the migrations themselves, shorter than the wait for another migrator. */
+export async function migratorLockTimeout(client: pg.Client, ms: number): Promise<void> {
+  await client.query(`SELECT set_config('lock_timeout', $1, false)`, [String(ms)]);
+}
+
+// A session-level advisory lock per schema: two migrators of one schema never interleave; of two schemas, never wait.
+export async function migrationLockTake(client: pg.Client, schema: string): Promise<void> {
+  await client.query(`SELECT pg_advisory_lock(hashtext($1))`, [`wida_migrate:${schema}`]);
+}
+
+export async function migrationLockRelease(client: pg.Client, schema: string): Promise<void> {
+  await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [`wida_migrate:${schema}`]);
+}
+
+/** The schema and its migrations table, if not there yet. */
+export async function migrationsTableCreate(client: pg.Client, schema: string): Promise<void> {
+  await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS "${schema}".migrations (
+       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+  );
+}
+
+/** Whether the schema has a migrations table, asked without failing when it has none. */
+export async function migrationsTablePresent(client: pg.Client, schema: string): Promise<boolean> {
+  const { rows } = await client.query(`SELECT to_regclass($1) IS NOT NULL AS present`, [`"${schema}".migrations`]);
+  return rows[0].present;
+}
+
+/** Applied versions and when, oldest first. Fails (42P01, 3F000) when there is no table or schema. */
+export async function migrationsApplied(client: Queryable, schema: string): Promise<Map<number, Date>> {
+  const { rows } = await client.query({ text: `SELECT version, applied_at FROM "${schema}".migrations ORDER BY version` });
+  return new Map(rows.map((row) => [row.version as number, row.applied_at as Date]));
+}
+
+/** Runs a migration file's SQL inside the caller's transaction, with the schema as the search path. */
+export async function migrationScriptRun(client: pg.Client, schema: string, sql: string): Promise<void> {
+  await client.query(`SET LOCAL search_path TO "${schema}", public`);
+  await client.query(sql);
+}
+
+export async function migrationRecordApplied(client: pg.Client, schema: string, version: number, name: string): Promise<void> {
+  await client.query(`INSERT INTO "${schema}".migrations (version, name) VALUES ($1, $2)`, [version, name]);
+}
+
+export async function migrationRecordReverted(client: pg.Client, schema: string, version: number): Promise<void> {
+  await client.query(`DELETE FROM "${schema}".migrations WHERE version = $1`, [version]);
+}
