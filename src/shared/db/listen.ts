@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { closeConnection } from './pool.js';
+import { listenOn } from './queries/notifications.js';
 
 export interface ListenerOptions {
   connectionString: string;
@@ -44,7 +45,7 @@ export class Listener {
     client.on('end', () => this.lost(client, new Error('listen connection ended')));
     try {
       await client.connect();
-      for (const channel of this.options.channels) await client.query(`LISTEN "${channel}"`);
+      for (const channel of this.options.channels) await listenOn(client, channel);
     } catch (error) {
       this.lost(client, error as Error);
       return;

@@ -20,3 +20,8 @@ const NOTIFY_CONTROL = statement('notify_control', `SELECT pg_notify('@channel_c
 export async function notifyControl(db: SchemaDb, message: ControlMessage): Promise<void> {
   await db.rows(NOTIFY_CONTROL, [JSON.stringify(message)]);
 }
+
+/** Subscribes a dedicated connection to a channel (a name from SchemaDb.channel, so already safe to quote). */
+export async function listenOn(client: { query(text: string): Promise<unknown> }, channel: string): Promise<void> {
+  await client.query(`LISTEN "${channel}"`);
+}
