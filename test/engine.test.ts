@@ -39,6 +39,24 @@ describe('agent processing', () => {
   });
 });
 
+describe('notifications', () => {
+  it('a NOTIFY on the control channel that is not a message (null, a number, a list, not JSON) is ignored: the agent keeps working', async () => {
+    const seen: number[] = [];
+    const errors: string[] = [];
+    await startAgent({
+      handlers: { after: (payload: { n: number }) => void seen.push(payload.n) },
+      logger: { ...silentLogger, error: (message) => errors.push(message) },
+    });
+    for (const payload of ['null', '42', '[]', '"text"', 'not json']) {
+      await t.pool.query(`SELECT pg_notify($1, $2)`, [t.db.channel('control'), payload]);
+    }
+    const { id } = await t.client.enqueue({ task: 'after', payload: { n: 7 } });
+    await waitFor('the job enqueued after them completed', async () => (await t.client.getJob(id)).state === 'completed');
+    expect(seen).toEqual([7]);
+    expect(errors).toEqual([]);
+  });
+});
+
 describe('start and stop', () => {
   it('a stop() called while start() is in flight waits for it, then drains: every job claimed meanwhile finishes', async () => {
     const jobs = await t.client.enqueueMany(Array.from({ length: 50 }, (_, n) => ({ task: 'early_stop', queue: 'early_stop', payload: { n } })));

@@ -310,6 +310,28 @@ describe('leases', () => {
     });
   });
 
+  it('jobReleaseMany wakes the queue in the same statement: a connection lost after it cannot make a committed release look failed', async () => {
+    const listener = await t.pool.connect();
+    const heard: string[] = [];
+    listener.on('notification', (message) => heard.push(message.payload ?? ''));
+    await listener.query(`LISTEN "${t.db.channel('jobs')}"`);
+    const job = await insertJob(t.pool, t.schema, { state: 'running', queue: 'release-wakes', leaseEpoch: 1 });
+    try {
+      // Answers one statement, then fails as a dropped connection would.
+      let statements = 0;
+      const once: Queryable = {
+        query: (config) => (++statements === 1 ? t.pool.query(config) : Promise.reject(new Error('Connection terminated unexpectedly'))),
+      };
+      expect(await jobReleaseMany(t.db.on(once), [job])).toBe(1);
+      expect(await rawJob(t.pool, t.schema, job.id)).toMatchObject({ state: 'pending' });
+      await waitFor('the wake-up of the queue', () => heard.includes('release-wakes'));
+    } finally {
+      await listener.query(`UNLISTEN *`);
+      listener.release();
+      await t.pool.query(`DELETE FROM "${t.schema}".jobs WHERE id = $1`, [job.id]);
+    }
+  });
+
   it('jobRescueExpired with a future `now` returns expired running jobs to pending, or to dead when attempts are used up', async () => {
     await inRolledBackTransaction(t, async (db, client) => {
       const now = await transactionNow(client);

@@ -144,6 +144,8 @@ export function createAgent(options: AgentOptions): Agent {
     } catch {
       return;
     }
+    // Any role that may connect may NOTIFY: `null`, a number or an array is not a message.
+    if (typeof message !== 'object' || message === null || typeof message.type !== 'string') return;
     if (message.type === 'cancel') {
       if (message.agentId === null || message.agentId === id) {
         workers?.cancelRun({ id: message.jobId, leaseEpoch: message.leaseEpoch }, new JobAbort('cancelled', 'cancelled by an operator'));
@@ -291,6 +293,7 @@ export function createAgent(options: AgentOptions): Agent {
       },
       onConnected: () => workers!.wake(),
       onError: (error) => logger.warn('listen connection lost; reconnecting', { error: error.message }),
+      onCallbackError: (error) => logger.error('a notification could not be handled', { error: error.message }),
     });
     await listener.start();
     if (options.maintenance !== false) {

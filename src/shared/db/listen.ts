@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { closeConnection } from './pool.js';
-import { listenOn } from './queries/notifications.js';
+import { listenerSessionSettings, listenOn } from './queries/notifications.js';
 
 export interface ListenerOptions {
   connectionString: string;
@@ -9,6 +9,8 @@ export interface ListenerOptions {
   /** called after every (re)connect: notifications may have been missed while disconnected */
   onConnected?: () => void;
   onError?: (error: Error) => void;
+  /** onNotification or onConnected threw (the connection is fine) */
+  onCallbackError?: (error: Error) => void;
   /** a connect that has not finished by then counts as lost and is retried (default 10 s, as the pools) */
   connectTimeoutMs?: number;
 }
@@ -19,6 +21,8 @@ export interface ListenerOptions {
  */
 export class Listener {
   private client: pg.Client | undefined;
+  /** a connect under way: stop() ends it, or its socket would keep the process alive until the connect timeout */
+  private connecting: pg.Client | undefined;
   private stopped = false;
   private retryMs = 100;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -40,15 +44,23 @@ export class Listener {
       // Without it a server that accepts the connection and never answers holds start() forever.
       connectionTimeoutMillis: this.options.connectTimeoutMs ?? 10_000,
     });
-    client.on('notification', (message) => this.options.onNotification(message.channel, message.payload ?? ''));
+    // Anyone who may connect may NOTIFY, and an exception thrown from a pg event handler ends the process: what
+    // the receiver cannot take is reported, never thrown.
+    client.on('notification', (message) => this.report(() => this.options.onNotification(message.channel, message.payload ?? '')));
     client.on('error', (error) => this.lost(client, error));
     client.on('end', () => this.lost(client, new Error('listen connection ended')));
+    this.connecting = client;
     try {
       await client.connect();
+      // This connection is idle by design: a server or role with idle_session_timeout would end it every time it
+      // passed, and each time the notifications in between would be lost.
+      await listenerSessionSettings(client);
       for (const channel of this.options.channels) await listenOn(client, channel);
     } catch (error) {
       this.lost(client, error as Error);
       return;
+    } finally {
+      this.connecting = undefined;
     }
     if (this.stopped) {
       await client.end().catch(() => {});
@@ -57,7 +69,15 @@ export class Listener {
     this.client = client;
     this.connected = true;
     this.retryMs = 100;
-    this.options.onConnected?.();
+    this.report(() => this.options.onConnected?.());
+  }
+
+  private report(call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      this.options.onCallbackError?.(error as Error);
+    }
   }
 
   private lost(client: pg.Client, error: Error): void {
@@ -77,6 +97,7 @@ export class Listener {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    this.connecting?.connection.stream.destroy();
     const client = this.client;
     this.client = undefined;
     this.connected = false;

@@ -3,7 +3,6 @@
  * hot path. Every statement after the claim names runs by (id, lease_epoch), the fencing token.
  */
 import { statement, type SchemaDb } from '../sql.js';
-import { notifyJobsReady } from './notifications.js';
 
 export interface ClaimedJob {
   id: number;
@@ -342,22 +341,25 @@ export async function jobExtendLeases(db: SchemaDb, runs: readonly LeaseRef[], l
   return renewal;
 }
 
+// The wake-up rides in the statement: sent after it, a notify that failed (a dropped connection) made the release
+// look failed though it had committed, and the agent ran jobs that were pending again for another agent to run.
 const RELEASE = statement(
   'job_release_many',
-  `UPDATE @.jobs AS j
-      SET state = 'pending', attempt = j.attempt - 1, lease_expires_at = NULL, claimed_by = NULL, started_at = NULL
-     FROM unnest($1::bigint[], $2::integer[]) AS r(id, lease_epoch)
-    WHERE j.id = r.id AND j.lease_epoch = r.lease_epoch AND j.lease_expires_at IS NOT NULL AND j.id = ANY($1::bigint[])
-   RETURNING j.id, j.queue`,
+  `WITH released AS (
+     UPDATE @.jobs AS j
+        SET state = 'pending', attempt = j.attempt - 1, lease_expires_at = NULL, claimed_by = NULL, started_at = NULL
+       FROM unnest($1::bigint[], $2::integer[]) AS r(id, lease_epoch)
+      WHERE j.id = r.id AND j.lease_epoch = r.lease_epoch AND j.lease_expires_at IS NOT NULL AND j.id = ANY($1::bigint[])
+     RETURNING j.id, j.queue
+   ),
+   woken AS (SELECT count(pg_notify('@channel_jobs', q.queue)) AS n FROM (SELECT DISTINCT queue FROM released) q)
+   SELECT released.id FROM released, woken`,
 );
 
 /** Gives claimed jobs back without using up an attempt (shutdown, or claimed but never started). */
 export async function jobReleaseMany(db: SchemaDb, runs: readonly LeaseRef[]): Promise<number> {
   if (runs.length === 0) return 0;
-  const rows = await db.rows(RELEASE, [runs.map((r) => r.id), runs.map((r) => r.leaseEpoch)]);
-  const queues = [...new Set(rows.map((row) => row.queue as string))];
-  await notifyJobsReady(db, queues);
-  return rows.length;
+  return db.rowCount(RELEASE, [runs.map((r) => r.id), runs.map((r) => r.leaseEpoch)]);
 }
 
 const RESCUE_EXPIRED = statement(

@@ -25,3 +25,8 @@ export async function notifyControl(db: SchemaDb, message: ControlMessage): Prom
 export async function listenOn(client: { query(text: string): Promise<unknown> }, channel: string): Promise<void> {
   await client.query(`LISTEN "${channel}"`);
 }
+
+/** The listening session is idle by design: exempt it from an idle_session_timeout set on the server or role. */
+export async function listenerSessionSettings(client: { query(text: string): Promise<unknown> }): Promise<void> {
+  await client.query(`SELECT set_config('idle_session_timeout', '0', false)`);
+}
