@@ -187,7 +187,12 @@ describe('bad input to admin operations: a ValidationError naming it, before any
   });
 
   it('list and DLQ filters', async () => {
-    await expect(t.client.listJobs({ limit: -1 })).rejects.toThrow(/invalid limit: limit must be a whole number, 1 or more/);
+    await expect(t.client.listJobs({ limit: -1 })).rejects.toThrow(/invalid limit: limit must be a whole number from 1 to 1000/);
+    await expect(t.client.listJobs({ limit: 100_000_000 })).rejects.toThrow(/invalid limit: limit must be a whole number from 1 to 1000/);
+    await expect(t.client.listJobs({ finishedWithinMs: 1e15 })).rejects.toThrow(/invalid finishedWithinMs: .* from 0 to/);
+    // A key the filter does not know is refused, not ignored: `{ id: 2 }` would otherwise purge every dead job.
+    await expect(t.client.purgeDead({ id: 2 } as never)).rejects.toThrow(/invalid filter: unknown "id"; expected some of ids, queue, task/);
+    await expect(t.client.listJobs({ statez: ['dead'] } as never)).rejects.toThrow(/invalid filter: unknown "statez"/);
     await expect(t.client.listJobs({ beforeId: Number.NaN })).rejects.toThrow(/invalid beforeId/);
     await expect(t.client.listJobs({ states: ['finished'] })).rejects.toThrow(/invalid states: states must be among waiting, pending/);
     await expect(t.client.listJobs({ finishedSince: new Date('nope') })).rejects.toThrow(/invalid finishedSince/);
@@ -348,6 +353,14 @@ describe('dead letter queue', () => {
     expect(await states([a1, a2, b1, b2, completed, pending])).toEqual(['dead', 'gone', 'gone', 'dead', 'completed', 'pending']);
     expect((await t.client.purgeDead({ task: 'dlq_t1', queue: 'dlq_a' })).sort()).toEqual([a1]);
   });
+
+  it('countDead counts the matching dead jobs, no further than its cap', async () => {
+    await seedDead();
+    expect(await t.client.countDead({ queue: 'dlq_a' })).toBe(2);
+    expect(await t.client.countDead({ queue: 'dlq_a' }, 1)).toBe(1);
+    expect(await t.client.countDead({ task: 'dlq_t2' })).toBe(2);
+    expect(await t.client.countDead({ queue: 'dlq_none' })).toBe(0);
+  });
 });
 
 describe('listings', () => {
@@ -368,6 +381,19 @@ describe('listings', () => {
     expect(await ids({ queue: 'list_q', limit: 1 })).toEqual([alphaCompleted.id]);
     expect(await ids({ queue: 'list_q', beforeId: alphaCompleted.id })).toEqual([betaDead.id, alphaPending.id]);
     expect((await t.client.listJobs({ text: 'acme' })).map((job) => job.queue).sort()).toEqual(['list_other', 'list_q']);
+  });
+
+  it('the text filter finds payload text with quotes, backslashes and line breaks (escaped in the JSON it searches)', async () => {
+    const [job] = await insertJobs(t.pool, t.schema, [
+      { queue: 'list_json', payload: { path: 'C:\\dir\\file', quote: 'say "hi"', lines: 'first\nsecond', pct: '100%_done' } },
+      { queue: 'list_json', payload: { other: 'C:dir' } },
+    ]);
+    const ids = async (text: string) => (await t.client.listJobs({ queue: 'list_json', text })).map((found) => found.id);
+    expect(await ids('C:\\dir')).toEqual([job.id]);
+    expect(await ids('say "hi"')).toEqual([job.id]);
+    expect(await ids('first\nsecond')).toEqual([job.id]);
+    expect(await ids('100%_d')).toEqual([job.id]);
+    expect(await ids('100%%')).toEqual([]);
   });
 
   it('listQueues counts jobs by state and shows the paused flag, including queues with no jobs', async () => {

@@ -232,7 +232,7 @@ describe('usage errors', () => {
 
   it('output cut short by its reader (| head) ends quietly with exit 0, no EPIPE stack', async () => {
     await t.client.enqueueMany(Array.from({ length: 3000 }, (_, i) => ({ task: `piped_${i}` })));
-    const child = spawn(process.execPath, [WIDA_BIN, 'jobs', 'list', '--limit', '3000'], {
+    const child = spawn(process.execPath, [WIDA_BIN, 'jobs', 'list', '--limit', '1000'], {
       cwd: workDir,
       env: cleanEnv({ WIDA_DATABASE_URL: t.url, WIDA_SCHEMA: t.schema }) as NodeJS.ProcessEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -400,8 +400,33 @@ describe('wida dlq', () => {
     await expectFailure(['dlq', 'list', '--since', 'last tuesday'], 2, /--since "last tuesday" is neither a duration/);
     await expectFailure(['dlq', 'list', '--since', '99999999d'], 2, /--since "99999999d" reaches too far back; give at most 100 years/);
     // The same words as jobs list (it said "invalid limit: Invalid input: expected number, received NaN").
-    for (const command of [['dlq', 'list'], ['jobs', 'list']]) await expectFailure([...command, '--limit', 'abc'], 2, /^wida: --limit must be a whole number of at least 1\n/);
+    for (const command of [['dlq', 'list'], ['jobs', 'list']]) await expectFailure([...command, '--limit', 'abc'], 2, /^wida: --limit must be a whole number from 1 to 1000; page further back with --before ID\n/);
     await expectFailure(['dlq', 'purge', '--all', '--since', '99999999d', '--yes'], 2, /reaches too far back/);
+    await expectFailure(['jobs', 'list', '--limit', '100000000'], 2, /^wida: --limit must be a whole number from 1 to 1000/);
+  });
+
+  it('control characters in what anyone may enqueue are shown escaped, never sent to the terminal', async () => {
+    const queue = 'esc\u001b[31mRED\u0007';
+    await t.client.enqueue({ task: 'paint\u001b]0;title\u0007', queue });
+    const shown = await wida(['jobs', 'list', '--queue', queue]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain('esc\\x1b[31mRED\\x07');
+    expect(shown.stdout).toContain('paint\\x1b]0;title\\x07');
+    expect(shown.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+    const refused = await wida(['resume', 'nothing\u001b[2J']);
+    expect(refused.stderr + refused.stdout).not.toContain('\u001b');
+  });
+
+  it('jobs list pages back with --before: each page starts below the last id of the one before', async () => {
+    const jobs = await t.client.enqueueMany(Array.from({ length: 5 }, () => ({ task: 'paged', queue: 'paging' })));
+    const ids = jobs.map((job) => job.id).sort((a, b) => b - a);
+    const page = async (...extra: string[]) =>
+      ((await widaJson(['jobs', 'list', '--queue', 'paging', '--limit', '2', ...extra])) as { id: number }[]).map((job) => job.id);
+    const first = await page();
+    const second = await page('--before', String(first[1]));
+    const third = await page('--before', String(second[1]));
+    expect([...first, ...second, ...third]).toEqual(ids);
+    await expectFailure(['jobs', 'list', '--before', 'latest'], 2, /"latest" is not a job id/);
   });
 
   it('relative times ("in 10m") are measured from the database clock, not this machine\'s', async () => {

@@ -1,7 +1,16 @@
 /** Output helpers for the CLI: aligned tables, JSON, and short human forms of times and durations. */
 
 export function print(line = ''): void {
-  process.stdout.write(`${line}\n`);
+  process.stdout.write(`${printable(line)}\n`);
+}
+
+// C0 and C1 control characters but tab and line feed: escape sequences that would move the cursor, recolour or
+// retitle the operator's terminal, from a queue name, a task or an error anyone who may enqueue can choose.
+const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/** Text shown as it is, control characters escaped (`\x1b`): what the terminal prints, not what it obeys. */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (char) => `\\x${char.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 export function printJson(value: unknown): void {

@@ -1,6 +1,7 @@
 /** Parsing of command-line values that yargs cannot check: payloads, durations, times, ids, states. */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { MAX_LIST_LIMIT } from '../shared/admin-input.js';
 import { parseDuration } from '../shared/duration.js';
 import { MAX_DELAY_MS } from '../shared/job-spec.js';
 import { JOB_STATES, isJobState } from '../shared/job-state.js';
@@ -74,10 +75,19 @@ export function readSince(value: string | undefined): { finishedWithinMs: number
   return { finishedSince: readTimestamp('since', value) };
 }
 
-/** `--limit`: yargs hands a word that is not a number over as NaN. */
+/** `--limit`: yargs hands a word that is not a number over as NaN. Bounded: a listing reads every payload. */
 export function readLimit(value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new UsageError('--limit must be a whole number of at least 1');
+  if (!Number.isInteger(value) || value < 1 || value > MAX_LIST_LIMIT) {
+    throw new UsageError(`--limit must be a whole number from 1 to ${MAX_LIST_LIMIT}; page further back with --before ID`);
+  }
   return value;
+}
+
+/** `--before ID`: the page of jobs older than that id (a listing's last id). */
+export function readBeforeId(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const [id] = readJobIds([value]);
+  return id;
 }
 
 /** Job ids from positional arguments. */

@@ -15,6 +15,7 @@ import { migrateCommand } from './commands/migrate.js';
 import { queueCommands } from './commands/queues.js';
 import { workersCommand } from './commands/workers.js';
 import { workflowCommand } from './commands/workflow.js';
+import { printable } from './format.js';
 
 const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
@@ -134,7 +135,7 @@ try {
 } catch (error) {
   const usage = isUsageError(error);
   const message = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`wida: ${message}${error instanceof UsageError ? '\n(run `wida --help` for usage)' : ''}\n`);
+  process.stderr.write(`wida: ${printable(message)}${error instanceof UsageError ? '\n(run `wida --help` for usage)' : ''}\n`);
   if (verbose && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
   process.exitCode = usage ? EXIT_USAGE : EXIT_FAILURE;
 }

@@ -5,28 +5,42 @@
  */
 import { z } from 'zod';
 import { ValidationError } from './errors.js';
-import { name } from './job-spec.js';
+import { MAX_DELAY_MS, name } from './job-spec.js';
 import { JOB_STATES } from './job-state.js';
 
 const jobId = (what: string) =>
   z.number({ error: `${what} must be a job id (a positive whole number)` }).refine((id) => Number.isSafeInteger(id) && id >= 1, `${what} must be a job id (a positive whole number)`);
 
+/** The most rows one listing returns: page with `beforeId` for more (a listing reads every payload). */
+export const MAX_LIST_LIMIT = 1_000;
+
 const timeFilters = {
   finishedSince: z.date({ error: 'finishedSince must be a valid Date' }).optional(),
-  finishedWithinMs: z.number().refine((ms) => Number.isSafeInteger(ms) && ms >= 0, 'finishedWithinMs must be a whole number of milliseconds, 0 or more').optional(),
+  finishedWithinMs: z
+    .number()
+    .refine(
+      (ms) => Number.isSafeInteger(ms) && ms >= 0 && ms <= MAX_DELAY_MS,
+      `finishedWithinMs must be a whole number of milliseconds from 0 to ${MAX_DELAY_MS} (100 years)`,
+    )
+    .optional(),
 };
 
-const listFilterSchema = z.object({
+// Strict: a key the filter does not know is refused, not ignored. A typo (`{ id: 2 }` for `{ ids: [2] }`) would
+// otherwise widen the filter to every job, and a purge cannot be undone.
+const listFilterSchema = z.strictObject({
   states: z.array(z.enum(JOB_STATES, { error: `states must be among ${JOB_STATES.join(', ')}` })).optional(),
   queue: name('queue').optional(),
   task: name('task').optional(),
   text: z.string({ error: 'text must be a string' }).max(1_000, 'text must be at most 1000 characters').optional(),
   ...timeFilters,
-  limit: z.number().refine((n) => Number.isSafeInteger(n) && n >= 1, 'limit must be a whole number, 1 or more').optional(),
+  limit: z
+    .number()
+    .refine((n) => Number.isSafeInteger(n) && n >= 1 && n <= MAX_LIST_LIMIT, `limit must be a whole number from 1 to ${MAX_LIST_LIMIT}`)
+    .optional(),
   beforeId: jobId('beforeId').optional(),
 });
 
-const deadFilterSchema = z.object({
+const deadFilterSchema = z.strictObject({
   ids: z.array(jobId('each id')).optional(),
   queue: name('queue').optional(),
   task: name('task').optional(),
@@ -38,6 +52,10 @@ function check<T>(schema: z.ZodType, value: unknown, fallbackField: string): T {
   if (parsed.success) return value as T;
   const issue = parsed.error.issues[0];
   const field = issue.path.filter((part) => typeof part === 'string').join('.') || fallbackField;
+  if (issue.code === 'unrecognized_keys' && schema instanceof z.ZodObject) {
+    const known = Object.keys(schema.shape).join(', ');
+    throw new ValidationError(field, `invalid ${field}: unknown ${issue.keys.map((key) => JSON.stringify(key)).join(', ')}; expected some of ${known}`);
+  }
   throw new ValidationError(field, `invalid ${field}: ${issue.message}`);
 }
 

@@ -10,6 +10,7 @@ import type { SchemaDb } from './db/sql.js';
 import { inTransaction } from './db/transaction.js';
 import {
   jobApplyAction,
+  jobCountDead,
   jobGet,
   jobList,
   jobLockDependencies,
@@ -74,13 +75,14 @@ export interface RunAgainOutcome {
  */
 async function runAgain(db: SchemaDb, action: 'retry' | 'replay', id: number): Promise<RunAgainOutcome> {
   checkJobId(id);
-  const { outcome, job } = await inTransactionOn(db, async (tx) => {
+  // The wake-up goes in the same transaction: sent after the commit, a failed NOTIFY reported an action that was done as failed.
+  const { job } = await inTransactionOn(db, async (tx) => {
     await jobLockDependencies(tx, id);
     const applied = await applyAction(tx, action, id);
+    if (applied.newState === 'pending') await notifyJobsReady(tx, [applied.queue]);
     // Read under the row lock the action took, so the count is the one the action wrote.
-    return { outcome: applied, job: applied.newState === 'waiting' ? await jobGet(tx, id) : undefined };
+    return { job: applied.newState === 'waiting' ? await jobGet(tx, id) : undefined };
   });
-  if (outcome.newState === 'pending') await notifyJobsReady(db, [outcome.queue]);
   if (job?.state === 'waiting') return { state: 'waiting', pendingDeps: job.pendingDeps, blockedReason: job.blockedReason };
   return { state: 'pending', pendingDeps: 0, blockedReason: null };
 }
@@ -95,10 +97,13 @@ export function retryJob(db: SchemaDb, id: number): Promise<RunAgainOutcome> {
 
 /** Cancels a waiting, pending or running job; a running handler gets its AbortSignal fired. */
 export async function cancelJob(db: SchemaDb, id: number): Promise<void> {
-  const outcome = await applyAction(db, 'cancel', id);
-  if (outcome.previousState === 'running') {
-    await notifyControl(db, { type: 'cancel', jobId: id, leaseEpoch: outcome.leaseEpoch, agentId: outcome.claimedBy });
-  }
+  checkJobId(id);
+  await inTransactionOn(db, async (tx) => {
+    const outcome = await applyAction(tx, 'cancel', id);
+    if (outcome.previousState === 'running') {
+      await notifyControl(tx, { type: 'cancel', jobId: id, leaseEpoch: outcome.leaseEpoch, agentId: outcome.claimedBy });
+    }
+  });
 }
 
 /** Deletes a job that is not running (cancel a running job first). */
@@ -121,12 +126,17 @@ export async function listDead(db: SchemaDb, filter: Omit<JobListFilter, 'states
 /** Replays every dead job matching the filter; returns their ids. */
 export async function replayDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
   checkDeadFilter(filter);
-  const ids = await inTransactionOn(db, async (tx) => {
+  return inTransactionOn(db, async (tx) => {
     await jobLockDependenciesOfDead(tx, filter);
-    return jobReplayDead(tx, filter);
+    const ids = await jobReplayDead(tx, filter);
+    if (ids.length > 0) await notifyJobsReady(tx, filter.queue ? [filter.queue] : ['*']);
+    return ids;
   });
-  if (ids.length > 0) await notifyJobsReady(db, filter.queue ? [filter.queue] : ['*']);
-  return ids;
+}
+
+/** How many dead jobs match the filter, counted up to `cap` (for a question before a bulk action). */
+export async function countDead(db: SchemaDb, filter: DeadFilter, cap = 10_000): Promise<number> {
+  return jobCountDead(db, checkDeadFilter(filter), cap);
 }
 
 /** Deletes every dead job matching the filter; returns their ids. */
@@ -142,17 +152,21 @@ export interface QueuePauseChange {
 
 export async function pauseQueue(db: SchemaDb, queue: string): Promise<QueuePauseChange> {
   checkQueueName(queue);
-  const change = await queueSetPaused(db, queue, true);
-  await notifyControl(db, { type: 'queue_paused', queue });
-  return change;
+  return inTransactionOn(db, async (tx) => {
+    const change = await queueSetPaused(tx, queue, true);
+    await notifyControl(tx, { type: 'queue_paused', queue });
+    return change;
+  });
 }
 
 export async function resumeQueue(db: SchemaDb, queue: string): Promise<QueuePauseChange> {
   checkQueueName(queue);
-  const change = await queueSetPaused(db, queue, false);
-  await notifyControl(db, { type: 'queue_resumed', queue });
-  await notifyJobsReady(db, [queue]);
-  return change;
+  return inTransactionOn(db, async (tx) => {
+    const change = await queueSetPaused(tx, queue, false);
+    await notifyControl(tx, { type: 'queue_resumed', queue });
+    await notifyJobsReady(tx, [queue]);
+    return change;
+  });
 }
 
 export function listQueues(db: SchemaDb): Promise<QueueSummary[]> {

@@ -53,6 +53,8 @@ export interface WidaClient {
   dropJob(id: number): Promise<void>;
   replayJob(id: number): Promise<admin.RunAgainOutcome>;
   listDead(filter?: Omit<admin.JobListFilter, 'states'>): Promise<admin.JobRow[]>;
+  /** how many dead jobs match, counted up to `cap` (default 10,000) */
+  countDead(filter: admin.DeadFilter, cap?: number): Promise<number>;
   replayDead(filter: admin.DeadFilter): Promise<number[]>;
   purgeDead(filter: admin.DeadFilter): Promise<number[]>;
   /** Says whether the queue was paused already. */
@@ -147,6 +149,7 @@ export function createClient(options: ClientOptions = {}): WidaClient {
     dropJob: (id) => admin.dropJob(db, id),
     replayJob: (id) => admin.replayJob(db, id),
     listDead: (filter) => admin.listDead(db, filter),
+    countDead: (filter, cap) => admin.countDead(db, filter, cap),
     replayDead: (filter) => admin.replayDead(db, filter),
     purgeDead: (filter) => admin.purgeDead(db, filter),
     pauseQueue: (queue) => admin.pauseQueue(db, queue),

@@ -4,7 +4,7 @@ import type { WidaClient } from '../../shared/client.js';
 import { RefusedError, UsageError, withClient, type CommonFlags } from '../context.js';
 import { confirm } from '../confirm.js';
 import { print, printJson } from '../format.js';
-import { readJobIds, readLimit, readSince } from '../input.js';
+import { readBeforeId, readJobIds, readLimit, readSince } from '../input.js';
 import { applyEach, printDone, reportFailures } from './job-actions.js';
 import { printJobDetail, printJobTable } from './jobs.js';
 
@@ -55,7 +55,8 @@ const PURGE: BulkAction = {
     const [purged] = await client.purgeDead({ ids: [id] });
     if (purged === undefined) {
       const job = await client.getJob(id); // throws JobNotFoundError for an unknown id
-      throw new RefusedError(`job ${id} is ${job.state}, not dead; only dead jobs can be purged (\`wida drop ${id}\` deletes others)`);
+      const instead = job.state === 'running' ? `\`wida cancel ${id}\` stops it first` : `\`wida drop ${id}\` deletes others`;
+      throw new RefusedError(`job ${id} is ${job.state}, not dead; only dead jobs can be purged (${instead})`);
     }
   },
   many: (client, filter) => client.purgeDead(filter),
@@ -87,7 +88,7 @@ function bulkCommand(yargs: Argv<CommonFlags>, action: BulkAction) {
           return reportFailures(outcome.failed);
         }
         const filter = toDeadFilter(argv);
-        const matching = (await client.listDead({ ...filter, limit: 10_001 })).length;
+        const matching = await client.countDead(filter, 10_001);
         const count = matching > 10_000 ? 'more than 10000' : String(matching);
         const question = `${action.name} ${count} dead job${matching === 1 ? '' : 's'}${describeFilter(argv)}?`;
         if (!(await confirm(question, argv.yes))) throw new RefusedError(`not confirmed; nothing was ${action.pastTense}`);
@@ -106,10 +107,11 @@ export function dlqCommand(yargs: Argv<CommonFlags>) {
       'list dead jobs, newest first',
       (list) =>
         filterOptions(list)
-          .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many' })
+          .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many (up to 1000)' })
+          .option('before', { type: 'string', requiresArg: true, describe: 'only jobs older than this id: the next page after a listing' })
           .example('$0 dlq list --queue emails --since 1d', 'what died in a queue today'),
       async (argv) => {
-        const filter = { ...toDeadFilter(argv), limit: readLimit(argv.limit) };
+        const filter = { ...toDeadFilter(argv), limit: readLimit(argv.limit), beforeId: readBeforeId(argv.before) };
         const [jobs, now] = await withClient(argv, ({ client }) => Promise.all([client.listDead(filter), client.databaseNow()]));
         if (argv.json) return printJson(jobs);
         printJobTable(jobs, now, '(the DLQ is empty)');

@@ -3,7 +3,7 @@ import type { JobRow } from '../../shared/admin.js';
 import { priorityFromNumber } from '../../shared/job-state.js';
 import { withClient, type CommonFlags } from '../context.js';
 import { formatDuration, formatRelative, formatTime, print, printJson, printTable, truncate } from '../format.js';
-import { readJobIds, readLimit, readStates } from '../input.js';
+import { readBeforeId, readJobIds, readLimit, readStates } from '../input.js';
 
 export function jobsCommand(yargs: Argv<CommonFlags>) {
   return yargs.command('jobs', 'list jobs, or show one with its attempts', (y) =>
@@ -17,12 +17,21 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
             .option('queue', { type: 'string', describe: 'only this queue' })
             .option('task', { type: 'string', describe: 'only this task' })
             .option('text', { type: 'string', describe: 'only jobs whose task, payload or last error contains this text' })
-            .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many' })
+            .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many (up to 1000)' })
+            .option('before', { type: 'string', requiresArg: true, describe: 'only jobs older than this id: the next page after a listing' })
             .example('$0 jobs list --state dead,cancelled --queue emails', 'failed work in one queue')
+            .example('$0 jobs list --limit 1000 --before 51234', 'the next 1000 after job 51234')
             .example('$0 jobs list --task sendEmail --limit 10 --json', 'as JSON')
             .example('$0 jobs list --text "connection refused"', 'jobs whose payload or error mentions it'),
         async (argv) => {
-          const filter = { states: readStates(argv.state), queue: argv.queue, task: argv.task, text: argv.text, limit: readLimit(argv.limit) };
+          const filter = {
+            states: readStates(argv.state),
+            queue: argv.queue,
+            task: argv.task,
+            text: argv.text,
+            limit: readLimit(argv.limit),
+            beforeId: readBeforeId(argv.before),
+          };
           const [jobs, now] = await withClient(argv, ({ client }) => Promise.all([client.listJobs(filter), client.databaseNow()]));
           if (argv.json) return printJson(jobs);
           printJobTable(jobs, now);
