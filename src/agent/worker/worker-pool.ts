@@ -116,6 +116,14 @@ export class WorkerPool {
     this.hasQueueLimits = Object.keys(options.queueConcurrency).length > 0;
   }
 
+  /** Resolves once the claims in flight now have landed (or failed), or after `ms`, whichever comes first. */
+  async claimsLanded(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    await Promise.race([Promise.all(this.claims), waited]);
+    clearTimeout(timer);
+  }
+
   get runningCount(): number {
     return this.running.size;
   }
