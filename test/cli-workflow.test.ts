@@ -87,3 +87,19 @@ describe('wida workflow show', () => {
     expect(bad.stderr).toMatch(/not a workflow id/);
   });
 });
+
+describe('wida cancel of a workflow by its ids', () => {
+  it("succeeds when the cancel of one job already cancelled the others it names (its dependents); alone, a cancelled job is still refused", async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      name: 'doomed',
+      nodes: { fetch: { task: 'fetch' }, build: { task: 'build', dependsOn: ['fetch'] }, mail: { task: 'mail', dependsOn: ['build'] } },
+    });
+    const cancel = await wida(['cancel', String(jobs.fetch), String(jobs.build), String(jobs.mail), '--json']);
+    expect(cancel.stderr).toBe('');
+    expect(cancel.code).toBe(0);
+    expect(JSON.parse(cancel.stdout)).toEqual({ cancelled: [jobs.fetch, jobs.build, jobs.mail], failed: [] });
+    const again = await wida(['cancel', String(jobs.mail)]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(new RegExp(`job ${jobs.mail} is cancelled; only`));
+  });
+});

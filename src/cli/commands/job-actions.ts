@@ -1,7 +1,7 @@
 import type { Argv } from 'yargs';
 import type { RunAgainOutcome } from '../../shared/admin.js';
 import type { WidaClient } from '../../shared/client.js';
-import { WidaError } from '../../shared/errors.js';
+import { InvalidJobStateError, WidaError } from '../../shared/errors.js';
 import { withClient, type CommonFlags } from '../context.js';
 import { print, printJson } from '../format.js';
 import { readJobIds } from '../input.js';
@@ -12,7 +12,26 @@ interface JobAction {
   describe: string;
   /** retry says where the job went (it may wait for its dependencies); cancel and drop return nothing */
   run: (client: WidaClient, id: number) => Promise<RunAgainOutcome | void>;
+  /** whether a refusal means this very command already did it (a cancel's cascade reached a job named later) */
+  doneBefore?: (client: WidaClient, error: WidaError, done: readonly number[]) => Promise<boolean>;
   example: string;
+}
+
+/**
+ * `wida cancel 17 18` where 18 depends on 17: the cancel of 17 cancels 18 too, and 18's own cancel is then refused.
+ * It was this command that cancelled it: follow its reason ("cancelled: dependency job 17 was cancelled") back,
+ * level by level, to a job the command cancelled.
+ */
+async function cancelledByThisCommand(client: WidaClient, error: WidaError, done: readonly number[]): Promise<boolean> {
+  if (!(error instanceof InvalidJobStateError) || error.state !== 'cancelled' || done.length === 0) return false;
+  let id = error.jobId;
+  for (let level = 0; level < 100; level++) {
+    const cause = /^cancelled: dependency job (\d+) was cancelled$/.exec((await client.getJob(id)).lastError ?? '');
+    if (!cause) return false;
+    id = Number(cause[1]);
+    if (done.includes(id)) return true;
+  }
+  return false;
 }
 
 const ACTIONS: JobAction[] = [
@@ -28,6 +47,7 @@ const ACTIONS: JobAction[] = [
     pastTense: 'cancelled',
     describe: 'cancel waiting, pending or running jobs (a running handler gets its abort signal)',
     run: (client, id) => client.cancelJob(id),
+    doneBefore: cancelledByThisCommand,
     example: 'cancel two jobs',
   },
   {
@@ -49,7 +69,9 @@ export function jobActionCommands(yargs: Argv<CommonFlags>) {
       (y) => y.positional('ids', { type: 'string', array: true, demandOption: true, describe: 'job ids' }).example(`$0 ${action.command} 41 42`, action.example),
       async (argv) => {
         const ids = readJobIds(argv.ids);
-        const outcome = await withClient(argv, ({ client }) => applyEach(ids, (id) => action.run(client, id)));
+        const outcome = await withClient(argv, ({ client }) =>
+          applyEach(ids, (id) => action.run(client, id), action.doneBefore && ((error, done) => action.doneBefore!(client, error, done))),
+        );
         printDone(argv, action.pastTense, outcome, { runsAgain: action.command === 'retry' });
         reportFailures(outcome.failed);
       },
@@ -72,8 +94,15 @@ export interface EachOutcome {
   failed: { id: number; code: string; error: string }[];
 }
 
-/** Applies `act` to each id in turn; refusals (typed Wida errors) are collected, anything else is thrown. */
-export async function applyEach(ids: readonly number[], act: (id: number) => Promise<RunAgainOutcome | void>): Promise<EachOutcome> {
+/**
+ * Applies `act` to each id in turn; refusals (typed Wida errors) are collected, anything else is thrown. A refusal
+ * `doneBefore` says this command itself brought about counts as done.
+ */
+export async function applyEach(
+  ids: readonly number[],
+  act: (id: number) => Promise<RunAgainOutcome | void>,
+  doneBefore?: (error: WidaError, done: readonly number[]) => Promise<boolean>,
+): Promise<EachOutcome> {
   const outcome: EachOutcome = { done: [], waiting: [], failed: [] };
   for (const id of ids) {
     try {
@@ -82,7 +111,8 @@ export async function applyEach(ids: readonly number[], act: (id: number) => Pro
       if (result?.state === 'waiting') outcome.waiting.push({ id, pendingDeps: result.pendingDeps, blockedReason: result.blockedReason });
     } catch (error) {
       if (!(error instanceof WidaError)) throw error;
-      outcome.failed.push({ id, code: error.code, error: error.message });
+      if (doneBefore && (await doneBefore(error, outcome.done))) outcome.done.push(id);
+      else outcome.failed.push({ id, code: error.code, error: error.message });
     }
   }
   return outcome;
