@@ -73,14 +73,14 @@ function claimsHeld(pool: pg.Pool): { queryable: Queryable; ran: Promise<void>; 
   };
 }
 
-function workerPool(db: SchemaDb, handlers: Record<string, (payload: any) => unknown>): WorkerPool {
+function workerPool(db: SchemaDb, handlers: Record<string, (payload: any) => unknown>, logger = silentLogger): WorkerPool {
   return new WorkerPool({
     agentId: 'worker-pool-test',
     db,
     releaseDb: t.db,
     executor: new InProcessExecutor(handlers),
     completer: new Completer(t.db, silentLogger),
-    logger: silentLogger,
+    logger,
     queues: null,
     concurrency: 2,
     prefetch: 2,
@@ -182,5 +182,30 @@ describe('the worker pool', () => {
     // The first claim took the critical jobs, the second the low ones and landed first: its first job started
     // at once (the slot was free), and then the critical ones go ahead of the low ones still buffered.
     expect(started).toEqual(['low-1', 'critical-1', 'critical-2', 'critical-3', 'low-2', 'low-3']);
+  });
+});
+
+describe('claims failing', () => {
+  it('with the database unreachable, a failed claim is logged once (then at most every 30 s, with a count), and its return once', async () => {
+    let down = true;
+    const lines: string[] = [];
+    const logger = { ...silentLogger, error: (message: string) => lines.push(`error: ${message}`), info: (message: string) => lines.push(`info: ${message}`) };
+    const flaky: Queryable = {
+      query: (config) => (down && config.name?.includes('job_claim_batch') ? Promise.reject(new Error('connect ECONNREFUSED')) : t.pool.query(config)),
+    };
+    const workers = workerPool(new SchemaDb(flaky, t.schema), {}, logger);
+    try {
+      for (let poll = 0; poll < 10; poll++) {
+        workers.wake();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(lines).toEqual(['error: claiming jobs failed; will retry on the next poll']);
+      down = false;
+      workers.wake();
+      await waitFor('the claim to work again', () => lines.length === 2);
+      expect(lines[1]).toBe('info: claiming jobs works again');
+    } finally {
+      await workers.stop(0);
+    }
   });
 });

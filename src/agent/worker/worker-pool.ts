@@ -9,6 +9,7 @@ import { Deadlines } from './deadlines.js';
 import type { Executor, JobContext, JobInfo } from './executors/executor.js';
 
 const MAX_CLAIMS_IN_FLIGHT = 2;
+const CLAIM_FAILURE_LOG_MS = 30_000;
 
 export interface WorkerPoolOptions {
   agentId: string;
@@ -98,6 +99,8 @@ export class WorkerPool {
   );
   private readonly runningPerQueue = new Map<string, number>();
   private claimsInFlight = 0;
+  /** claims failed since the last one logged (with the database down, two fail at every poll) */
+  private claimFailures = { unlogged: 0, loggedAt: -Infinity };
   private reserved = 0;
   private wokenWhileBusy = false;
   private readonly claims = new Set<Promise<void>>();
@@ -170,6 +173,15 @@ export class WorkerPool {
     return this.options.concurrency + this.options.prefetch;
   }
 
+  /** Logs a failed claim: the first at once, then one line (with how many failed meanwhile) at most every 30 s. */
+  private claimFailed(error: Error): void {
+    const now = performance.now();
+    this.claimFailures.unlogged++;
+    if (now - this.claimFailures.loggedAt < CLAIM_FAILURE_LOG_MS) return;
+    this.options.logger.error('claiming jobs failed; will retry on the next poll', { error: error.message, failures: this.claimFailures.unlogged });
+    this.claimFailures = { unlogged: 0, loggedAt: now };
+  }
+
   /** Room for more jobs, counting those that claims in flight may bring. */
   private room(): number {
     return this.capacity() - this.running.size - this.buffer.size - this.reserved;
@@ -201,8 +213,12 @@ export class WorkerPool {
         tasks: this.tasks,
         limit,
       });
+      if (this.claimFailures.loggedAt > -Infinity) {
+        this.options.logger.info('claiming jobs works again');
+        this.claimFailures = { unlogged: 0, loggedAt: -Infinity };
+      }
     } catch (error) {
-      this.options.logger.error('claiming jobs failed; will retry on the next poll', { error: (error as Error).message });
+      this.claimFailed(error as Error);
     } finally {
       this.claimsInFlight--;
       this.reserved -= limit;
