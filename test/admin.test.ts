@@ -360,6 +360,7 @@ describe('dead letter queue', () => {
     expect(await t.client.countDead({ queue: 'dlq_a' }, 1)).toBe(1);
     expect(await t.client.countDead({ task: 'dlq_t2' })).toBe(2);
     expect(await t.client.countDead({ queue: 'dlq_none' })).toBe(0);
+    for (const cap of [0, -1, 1.5, Number.NaN]) await expect(t.client.countDead({}, cap)).rejects.toThrow(/invalid cap: cap must be a whole number/);
   });
 });
 
@@ -394,6 +395,8 @@ describe('listings', () => {
     expect(await ids('first\nsecond')).toEqual([job.id]);
     expect(await ids('100%_d')).toEqual([job.id]);
     expect(await ids('100%%')).toEqual([]);
+    // A fragment of the JSON as typed still matches: key and value together.
+    expect(await ids('"quote": "say')).toEqual([job.id]);
   });
 
   it('listQueues counts jobs by state and shows the paused flag, including queues with no jobs', async () => {

@@ -102,4 +102,21 @@ describe('wida cancel of a workflow by its ids', () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(new RegExp(`job ${jobs.mail} is cancelled; only`));
   });
+
+  it('a chain that reaches a job since dropped is not this command\'s doing: that id is refused, the ids after it are still cancelled', async () => {
+    const loose = await t.client.enqueue({ task: 'loose' });
+    const { jobs } = await t.client.enqueueWorkflow({
+      name: 'chain',
+      nodes: { a: { task: 'a' }, b: { task: 'b', dependsOn: ['a'] }, c: { task: 'c', dependsOn: ['b'] } },
+    });
+    const later = await t.client.enqueue({ task: 'later' });
+    await t.client.cancelJob(jobs.a); // cancels b and c too
+    await t.client.dropJob(jobs.b);
+    const cancel = await wida(['cancel', String(loose.id), String(jobs.c), String(later.id), '--json']);
+    expect(cancel.code).toBe(1);
+    const outcome = JSON.parse(cancel.stdout);
+    expect(outcome.cancelled).toEqual([loose.id, later.id]);
+    expect(outcome.failed.map((failure: { id: number }) => failure.id)).toEqual([jobs.c]);
+    expect((await t.client.getJob(later.id)).state).toBe('cancelled');
+  });
 });

@@ -413,6 +413,12 @@ describe('wida dlq', () => {
     expect(shown.stdout).toContain('esc\\x1b[31mRED\\x07');
     expect(shown.stdout).toContain('paint\\x1b]0;title\\x07');
     expect(shown.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+    const json = await wida(['jobs', 'list', '--queue', queue, '--json']);
+    expect(json.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+    await t.client.enqueue({ task: 'csi\u009b2J', queue: 'c1' });
+    const c1 = await wida(['jobs', 'list', '--queue', 'c1', '--json']);
+    expect(c1.stdout).toContain('csi\\u009b2J');
+    expect(c1.stdout).not.toContain('\u009b');
     const refused = await wida(['resume', 'nothing\u001b[2J']);
     expect(refused.stderr + refused.stdout).not.toContain('\u001b');
   });

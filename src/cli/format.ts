@@ -14,7 +14,9 @@ export function printable(text: string): string {
 }
 
 export function printJson(value: unknown): void {
-  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  // JSON.stringify escapes C0 controls but writes DEL and the C1 controls (U+009B is a terminal's CSI) as they are.
+  const json = JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  process.stdout.write(`${json}\n`);
 }
 
 export interface Column<Row> {

@@ -4,7 +4,7 @@
  */
 import pg from 'pg';
 import { checkDeadFilter, checkJobId, checkListFilter, checkQueueName } from './admin-input.js';
-import { InvalidJobStateError, JobNotFoundError } from './errors.js';
+import { InvalidJobStateError, JobNotFoundError, ValidationError } from './errors.js';
 import { ACTION_STATES, type JobAction } from './job-state.js';
 import type { SchemaDb } from './db/sql.js';
 import { inTransaction } from './db/transaction.js';
@@ -136,6 +136,7 @@ export async function replayDead(db: SchemaDb, filter: DeadFilter): Promise<numb
 
 /** How many dead jobs match the filter, counted up to `cap` (for a question before a bulk action). */
 export async function countDead(db: SchemaDb, filter: DeadFilter, cap = 10_000): Promise<number> {
+  if (!Number.isSafeInteger(cap) || cap < 1) throw new ValidationError('cap', `invalid cap: cap must be a whole number, 1 or more; got ${cap}`);
   return jobCountDead(db, checkDeadFilter(filter), cap);
 }
 

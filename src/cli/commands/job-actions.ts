@@ -26,7 +26,13 @@ async function cancelledByThisCommand(client: WidaClient, error: WidaError, done
   if (!(error instanceof InvalidJobStateError) || error.state !== 'cancelled' || done.length === 0) return false;
   let id = error.jobId;
   for (let level = 0; level < 100; level++) {
-    const cause = /^cancelled: dependency job (\d+) was cancelled$/.exec((await client.getJob(id)).lastError ?? '');
+    // A job of the chain may be gone (dropped, or deleted by retention): then it was not this command, and the
+    // refusal stands; the ids after it are still acted on.
+    const job = await client.getJob(id).catch((lookup: unknown) => {
+      if (lookup instanceof WidaError) return undefined;
+      throw lookup;
+    });
+    const cause = /^cancelled: dependency job (\d+) was cancelled$/.exec(job?.lastError ?? '');
     if (!cause) return false;
     id = Number(cause[1]);
     if (done.includes(id)) return true;

@@ -113,7 +113,8 @@ const LIST = statement(
     WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
       AND ($2::text IS NULL OR queue = $2)
       AND ($3::text IS NULL OR task = $3)
-      AND ($4::text IS NULL OR task ILIKE '%' || $4 || '%' OR payload::text ILIKE '%' || $9 || '%'
+      AND ($4::text IS NULL OR task ILIKE '%' || $4 || '%' OR payload::text ILIKE '%' || $4 || '%'
+           OR payload::text ILIKE '%' || $9 || '%'
            OR last_error ILIKE '%' || $4 || '%')
       AND ($5::timestamptz IS NULL OR finished_at >= $5)
       AND ($8::bigint IS NULL OR finished_at >= now() - $8 * interval '1 millisecond')
@@ -137,7 +138,8 @@ export async function jobList(db: SchemaDb, filter: JobListFilter = {}): Promise
     filter.limit ?? 100,
     filter.beforeId ?? null,
     filter.finishedWithinMs ?? null,
-    // The payload is matched in its JSON text, where a quote, a backslash or a line break is escaped: so is the text.
+    // The payload is matched in its JSON text as typed (a fragment: `"orderId": 1234`) and as the JSON of a string
+    // value, where a quote, a backslash or a line break is escaped (`say "hi"` is `say \"hi\"` there).
     filter.text === undefined ? null : likeLiteral(JSON.stringify(filter.text).slice(1, -1)),
   ]);
   return rows.map(toJobRow);
