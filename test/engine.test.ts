@@ -197,6 +197,53 @@ describe('leases', () => {
     await waitFor('the locked job completed once the lock went', async () => (await t.client.getJob(lockedId)).state === 'completed');
   });
 
+  it("a failure whose row another transaction holds locked waits alone: the agent's other outcomes are stored meanwhile", async () => {
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const warnings: string[] = [];
+    await startAgent({
+      concurrency: 4,
+      logger: { ...silentLogger, warn: (message) => warnings.push(message) },
+      handlers: {
+        gatedFailure: async () => {
+          await gate;
+          throw new Error('failed behind a lock');
+        },
+        quickFailure: () => {
+          throw new Error('failed at once');
+        },
+        quick: () => {},
+      },
+    });
+    const { id: lockedId } = await t.client.enqueue({ task: 'gatedFailure', maxAttempts: 1 });
+    await waitFor('the gated job to run', async () => (await t.client.getJob(lockedId)).state === 'running');
+    const locker = await t.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [lockedId]);
+      openGate();
+      // Let the locked failure meet the lock first, then give the agent more outcomes of both kinds to store.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const others = await t.client.enqueueMany([
+        ...Array.from({ length: 5 }, () => ({ task: 'quick' })),
+        ...Array.from({ length: 5 }, () => ({ task: 'quickFailure', maxAttempts: 1 })),
+      ]);
+      await waitFor('the other outcomes stored while the lock is held', async () => {
+        const jobs = await Promise.all(others.map((job) => t.client.getJob(job.id)));
+        return jobs.every((job) => job.state === 'completed' || job.state === 'dead');
+      }, 15_000);
+      expect((await t.client.getJob(lockedId)).state).toBe('running');
+      // Held back once, then tried without waiting: before, it waited out the lock timeout in every flush, and every
+      // other outcome waited with it.
+      expect(warnings).toEqual(['another transaction holds these jobs locked; storing their failures once it lets go']);
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    await waitFor('the locked failure stored once the lock went', async () => (await t.client.getJob(lockedId)).state === 'dead');
+    expect((await t.client.getJob(lockedId)).lastError).toBe('failed behind a lock');
+  });
+
   it('a completion whose dependent another transaction holds locked waits alone too', async () => {
     // Completing P releases its dependent D, which needs D's row; a client attaching a job to D holds it.
     let openGate!: () => void;

@@ -1,5 +1,12 @@
 import type { SchemaDb } from '../../shared/db/sql.js';
-import { jobCompleteMany, jobCompleteManySkippingLocked, jobFailMany, type FailedRun, type LeaseRef } from '../../shared/db/queries/jobs-runs.js';
+import {
+  jobCompleteMany,
+  jobCompleteManySkippingLocked,
+  jobFailMany,
+  jobFailManySkippingLocked,
+  type FailedRun,
+  type LeaseRef,
+} from '../../shared/db/queries/jobs-runs.js';
 import { isLockTimeout, isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { storableJson, storableText } from '../../shared/storable.js';
@@ -29,8 +36,9 @@ export class Completer {
   private writing: HeldRun[] = [];
   private scheduled = false;
   private closed = false;
-  /** completions whose rows another transaction holds locked: tried again after HOLD_BACK_MS */
+  /** completions and failures whose rows another transaction holds locked: tried again after HOLD_BACK_MS */
   private heldBack: CompletedRun[] = [];
+  private heldBackFailed: FailedHeldRun[] = [];
   private heldBackTimer: NodeJS.Timeout | undefined;
   private retryHeldBack = false;
 
@@ -40,7 +48,7 @@ export class Completer {
   ) {}
 
   get backlog(): number {
-    return this.waiting + this.heldBack.length;
+    return this.waiting + this.heldBack.length + this.heldBackFailed.length;
   }
 
   /** Outcomes waiting for the next flush (held-back ones wait for their timer instead). */
@@ -50,7 +58,7 @@ export class Completer {
 
   /** Runs whose outcome is not stored yet: their leases must still be renewed (`grantedAt` is updated in place). */
   unwritten(): HeldRun[] {
-    return [...this.completed, ...this.failed, ...this.writing, ...this.heldBack];
+    return [...this.completed, ...this.failed, ...this.writing, ...this.heldBack, ...this.heldBackFailed];
   }
 
   /** The run of job `id` under `leaseEpoch` (its lease granted or renewed at `grantedAt`) returned `result`. */
@@ -87,17 +95,21 @@ export class Completer {
     const completed = this.completed;
     const failed = this.failed;
     const heldBack = this.retryHeldBack ? this.heldBack.splice(0) : [];
+    const heldBackFailed = this.retryHeldBack ? this.heldBackFailed.splice(0) : [];
     this.retryHeldBack = false;
     this.completed = [];
     this.failed = [];
-    this.writing = [...completed, ...failed, ...heldBack];
+    this.writing = [...completed, ...failed, ...heldBack, ...heldBackFailed];
     const keepCompleted = (runs: CompletedRun[]) => this.completed.push(...runs);
-    const holdBackAgain = (runs: CompletedRun[]) => this.holdBack(runs, true);
+    const keepFailed = (runs: FailedHeldRun[]) => this.failed.push(...runs);
+    const holdBackAgain = (runs: CompletedRun[]) => this.holdBack(this.heldBack, runs, true);
+    const holdBackFailedAgain = (runs: FailedHeldRun[]) => this.holdBack(this.heldBackFailed, runs, true);
     await Promise.all([
       completed.length > 0 && this.write('completion', completed, (runs) => this.storeCompleted(runs, false), keepCompleted, holdBackAgain),
       // Most likely still locked: straight to the statement that skips locked rows, rather than wait again.
       heldBack.length > 0 && this.write('completion', heldBack, (runs) => this.storeCompleted(runs, true), keepCompleted, holdBackAgain),
-      failed.length > 0 && this.write('failure', failed, (runs) => this.storeFailed(runs), (runs) => this.failed.push(...runs)),
+      failed.length > 0 && this.write('failure', failed, (runs) => this.storeFailed(runs, false), keepFailed, holdBackFailedAgain),
+      heldBackFailed.length > 0 && this.write('failure', heldBackFailed, (runs) => this.storeFailed(runs, true), keepFailed, holdBackFailedAgain),
     ]);
     this.writing = [];
   }
@@ -120,16 +132,17 @@ export class Completer {
       if (busy.has(run.id)) waiting.push(run);
       else if (!done.has(run.id)) this.logger.warn('completion rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
     }
-    if (waiting.length > 0) this.holdBack(waiting, skipLocked);
+    if (waiting.length > 0) this.holdBack(this.heldBack, waiting, skipLocked);
   }
 
   /** Runs whose rows were locked by another transaction (a client's, attaching a dependent): later, not now. */
-  private holdBack(runs: CompletedRun[], again: boolean): void {
+  private holdBack<T extends HeldRun>(into: T[], runs: T[], again: boolean): void {
     if (this.closed) return; // after shutdown's drain: left to their leases
     const jobs = runs.map((run) => run.id);
-    if (again) this.logger.debug('jobs still locked by another transaction; their completions wait', { jobs });
-    else this.logger.warn('another transaction holds these jobs locked; storing their completions once it lets go', { jobs });
-    this.heldBack.push(...runs);
+    const what = (into as HeldRun[]) === this.heldBack ? 'completions' : 'failures';
+    if (again) this.logger.debug(`jobs still locked by another transaction; their ${what} wait`, { jobs });
+    else this.logger.warn(`another transaction holds these jobs locked; storing their ${what} once it lets go`, { jobs });
+    into.push(...runs);
     this.heldBackTimer ??= setTimeout(() => {
       this.heldBackTimer = undefined;
       this.retryHeldBack = true;
@@ -137,11 +150,24 @@ export class Completer {
     }, HOLD_BACK_MS);
   }
 
-  private async storeFailed(runs: FailedRun[]): Promise<void> {
-    const states = await jobFailMany(this.db, runs);
-    for (const run of runs) {
-      if (!states.has(run.id)) this.logger.warn('failure rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
+  /** As storeCompleted: a run whose row another transaction holds locked waits alone, the others are stored now. */
+  private async storeFailed(runs: FailedHeldRun[], skipLocked: boolean): Promise<void> {
+    let states: Map<number, string> | undefined;
+    let busy = new Set<number>();
+    if (!skipLocked) {
+      try {
+        states = await jobFailMany(this.db, runs);
+      } catch (error) {
+        if (!isLockTimeout(error)) throw error;
+      }
     }
+    if (states === undefined) ({ states, busy } = await jobFailManySkippingLocked(this.db, runs));
+    const waiting: FailedHeldRun[] = [];
+    for (const run of runs) {
+      if (busy.has(run.id)) waiting.push(run);
+      else if (!states.has(run.id)) this.logger.warn('failure rejected: the job was cancelled or its lease was taken over', { jobId: run.id });
+    }
+    if (waiting.length > 0) this.holdBack(this.heldBackFailed, waiting, skipLocked);
   }
 
   /**

@@ -252,12 +252,27 @@ function blockDependentsOf(source: string): string {
 
 // A job that goes dead leaves its waiting dependents waiting, with the reason on them (blocked CTE); a
 // replay that completes releases them through the completion statement.
-const FAIL = statement(
-  'job_fail_many',
-  `WITH f AS (
+function failStatement(skipLocked: boolean) {
+  // As the completion's: a run whose row another transaction holds locked is skipped instead of waited for, and
+  // comes back as busy while it is still this agent's.
+  const lockable = `lockable AS (
+     SELECT j.id FROM @.jobs AS j, f
+      WHERE j.id = f.id AND j.lease_epoch = f.lease_epoch AND j.lease_expires_at IS NOT NULL
+      FOR NO KEY UPDATE OF j SKIP LOCKED
+   ),`;
+  const busy = `
+   UNION ALL
+   SELECT j.id, j.state, false FROM @.jobs AS j, f
+    WHERE (SELECT count(*) FROM lockable) < (SELECT count(*) FROM f)
+      AND j.id = f.id AND j.lease_epoch = f.lease_epoch AND j.lease_expires_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM lockable AS l WHERE l.id = j.id)`;
+  return statement(
+    skipLocked ? 'job_fail_many_skipping_locked' : 'job_fail_many',
+    `WITH f AS (
      SELECT * FROM jsonb_to_recordset($1::jsonb)
        AS f(id bigint, lease_epoch integer, error text, stack text, permanent boolean, snooze_ms bigint, outcome text)
    ),
+   ${skipLocked ? lockable : ''}
    failed AS (
    UPDATE @.jobs AS j
       SET state = CASE WHEN f.snooze_ms IS NOT NULL THEN 'pending'
@@ -274,15 +289,19 @@ const FAIL = statement(
             'outcome', f.outcome, 'error', f.error, 'stack', f.stack) END
      FROM f
     WHERE j.id = f.id AND j.lease_epoch = f.lease_epoch AND j.lease_expires_at IS NOT NULL
+          ${skipLocked ? 'AND j.id IN (SELECT id FROM lockable)' : ''}
    RETURNING j.id, j.state, j.dependents
    ),
    ${blockDependentsOf('failed')}
-   SELECT failed.id, failed.state FROM failed LEFT JOIN blocked ON true`,
-);
+   SELECT failed.id, failed.state, true AS done FROM failed LEFT JOIN blocked ON true${skipLocked ? busy : ''}`,
+  );
+}
 
-/** Records failed attempts: back to pending after the backoff, or dead when attempts are used up. */
-export async function jobFailMany(db: SchemaDb, runs: readonly FailedRun[]): Promise<Map<number, string>> {
-  const rows = await db.rows(FAIL, [
+const FAIL = failStatement(false);
+const FAIL_SKIPPING_LOCKED = failStatement(true);
+
+function failParams(runs: readonly FailedRun[]): unknown[] {
+  return [
     JSON.stringify(
       runs.map((r) => ({
         id: r.id,
@@ -294,8 +313,30 @@ export async function jobFailMany(db: SchemaDb, runs: readonly FailedRun[]): Pro
         outcome: r.outcome,
       })),
     ),
-  ]);
+  ];
+}
+
+/**
+ * Records failed attempts: back to pending after the backoff, or dead when attempts are used up. Returns the new
+ * state of each job recorded. Waits for rows another transaction holds locked, as long as lock_timeout allows.
+ */
+export async function jobFailMany(db: SchemaDb, runs: readonly FailedRun[]): Promise<Map<number, string>> {
+  const rows = await db.rows(FAIL, failParams(runs));
   return new Map(rows.map((row) => [Number(row.id), row.state as string]));
+}
+
+/** jobFailMany for runs that met a row lock: records what it can lock now and says which are still locked. */
+export async function jobFailManySkippingLocked(
+  db: SchemaDb,
+  runs: readonly FailedRun[],
+): Promise<{ states: Map<number, string>; busy: Set<number> }> {
+  const rows = await db.rows(FAIL_SKIPPING_LOCKED, failParams(runs));
+  const outcome = { states: new Map<number, string>(), busy: new Set<number>() };
+  for (const row of rows) {
+    if (row.done) outcome.states.set(Number(row.id), row.state);
+    else outcome.busy.add(Number(row.id));
+  }
+  return outcome;
 }
 
 // Rows another transaction has locked are skipped, not waited for: one job row held by a long transaction (a
