@@ -3,7 +3,17 @@ import { describe, expect, it } from 'vitest';
 import type { AgentOptions } from '../src/agent/agent.js';
 import type { Queryable } from '../src/shared/db/sql.js';
 import { jobDeleteFinished, jobInsertOne } from '../src/shared/db/queries/jobs.js';
-import { jobClaimBatch, jobCompleteMany, jobExtendLeases, leaseKey, jobFailMany, jobReleaseMany, jobRescueExpired, type ClaimParams } from '../src/shared/db/queries/jobs-runs.js';
+import {
+  jobClaimBatch,
+  jobCompleteMany,
+  jobExtendLeases,
+  leaseKey,
+  jobFailMany,
+  jobFailManySkippingLocked,
+  jobReleaseMany,
+  jobRescueExpired,
+  type ClaimParams,
+} from '../src/shared/db/queries/jobs-runs.js';
 import { queueSetPaused } from '../src/shared/db/queries/queues.js';
 import { useAgents } from './support/agents.js';
 import { inRolledBackTransaction, useTestSchema, waitFor } from './support/database.js';
@@ -230,6 +240,38 @@ describe('jobCompleteMany and jobFailMany', () => {
         expect.objectContaining({ attempt: 1, agent: 'agent-a', outcome: 'failed', error: 'boom', stack: 'Error: boom\n    at here' }),
       ]);
     });
+  });
+
+  it('jobFailManySkippingLocked stores the runs it can lock and names as busy the one another transaction holds, without waiting', async () => {
+    const [locked, free] = await insertJobs(t.pool, t.schema, [
+      { state: 'running', queue: 'fail-skip', maxAttempts: 1 },
+      { state: 'running', queue: 'fail-skip', maxAttempts: 1 },
+    ]);
+    const holder = await t.pool.connect();
+    const failer = await t.pool.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`SELECT 1 FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [locked.id]);
+      // Waiting for the lock would end in this error; skipping, the statement never meets it.
+      await failer.query(`SET lock_timeout = '10s'; SET statement_timeout = '5s'`);
+      const outcome = await jobFailManySkippingLocked(t.db.on(failer), [
+        { ...locked, error: 'boom', outcome: 'failed' },
+        { ...free, error: 'boom', outcome: 'failed' },
+      ]);
+      expect(outcome.busy).toEqual(new Set([locked.id]));
+      expect(outcome.states).toEqual(new Map([[free.id, 'dead']]));
+      await holder.query('ROLLBACK');
+      expect((await rawJob(t.pool, t.schema, locked.id))!.state).toBe('running');
+      // Once the lock is gone, the same call stores it.
+      const again = await jobFailManySkippingLocked(t.db.on(failer), [{ ...locked, error: 'boom', outcome: 'failed' }]);
+      expect(again).toEqual({ states: new Map([[locked.id, 'dead']]), busy: new Set() });
+    } finally {
+      await holder.query('ROLLBACK');
+      await failer.query('RESET lock_timeout; RESET statement_timeout');
+      holder.release();
+      failer.release();
+      await t.pool.query(`DELETE FROM "${t.schema}".jobs WHERE queue = 'fail-skip'`);
+    }
   });
 
   it('the last attempt, or a permanent failure, makes the job dead; a snooze gives the attempt back', async () => {

@@ -193,6 +193,11 @@ export class Completer {
         await delay(250);
         return;
       }
+      // One run that met a lock: trying it alone again would just wait out the lock timeout a second time.
+      if (runs.length === 1 && isLockTimeout(error)) {
+        keepLocked(runs);
+        return;
+      }
     }
     for (const run of runs) {
       try {
