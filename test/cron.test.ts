@@ -56,7 +56,7 @@ const base = (overrides: Partial<CronScheduleWrite> = {}): CronScheduleWrite => 
 
 /** An enqueuer whose clock the test sets; no fence (as if it leads), unless given one. */
 function enqueuerAt(clock: { now: Date }, graceMs = 60_000) {
-  return new CronEnqueuer({ db: t.db, fence: null, logger: silentLogger, graceMs, now: async () => clock.now });
+  return new CronEnqueuer({ pool: t.pool, db: t.db, fence: null, logger: silentLogger, graceMs, now: async () => clock.now });
 }
 
 describe('managing schedules', () => {
@@ -219,12 +219,38 @@ describe('the cron enqueuer (time set by the test)', () => {
     await cronScheduleUpsert(t.db, base(), t0);
     await t.pool.query(`INSERT INTO "${t.schema}".leader (agent_id, term) VALUES ('agent-new', 8)`);
     const stale = { leader: { agentId: 'agent-old', term: 7 }, isCurrent: () => true, idleLimitMs: 4_000 };
-    const enqueuer = new CronEnqueuer({ db: t.db, fence: stale, logger: silentLogger, graceMs: 600_000, now: async () => minutes(3.5) });
+    const enqueuer = new CronEnqueuer({ pool: t.pool, db: t.db, fence: stale, logger: silentLogger, graceMs: 600_000, now: async () => minutes(3.5) });
     await enqueuer.tick();
     expect(await cronJobs('every-minute')).toEqual([]);
     expect((await cronScheduleGet(t.db, 'every-minute'))!.lastSlot).toBeNull();
     const current = { leader: { agentId: 'agent-new', term: 8 }, isCurrent: () => true, idleLimitMs: 4_000 };
-    await new CronEnqueuer({ db: t.db, fence: current, logger: silentLogger, graceMs: 600_000, now: async () => minutes(3.5) }).tick();
+    await new CronEnqueuer({ pool: t.pool, db: t.db, fence: current, logger: silentLogger, graceMs: 600_000, now: async () => minutes(3.5) }).tick();
+    expect(await cronJobs('every-minute')).toHaveLength(3);
+  });
+
+  it("an enqueue that meets a schedule row an operator holds locked gives up after the leader's limit, and does not keep the leader row locked", async () => {
+    await cronScheduleUpsert(t.db, base(), t0);
+    await t.pool.query(`INSERT INTO "${t.schema}".leader (agent_id, term) VALUES ('agent-new', 8)`);
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (_message: string, fields?: Record<string, unknown>) => errors.push(String(fields?.error)) };
+    const fence = { leader: { agentId: 'agent-new', term: 8 }, isCurrent: () => true, idleLimitMs: 300 };
+    const enqueuer = new CronEnqueuer({ pool: t.pool, db: t.db, fence, logger, graceMs: 600_000, now: async () => minutes(3.5) });
+    const operator = await t.pool.connect();
+    const elector = await t.pool.connect();
+    try {
+      await operator.query('BEGIN');
+      await operator.query(`UPDATE "${t.schema}".cron_schedules SET updated_at = now() WHERE name = 'every-minute'`);
+      // Before, the statement waited as long as the operator's transaction lasted (up to the pool's minute).
+      await enqueuer.tick();
+      expect(errors).toEqual([expect.stringMatching(/lock timeout/)]);
+      // While the operator still holds the schedule, nothing of the enqueue holds the leader row: an election could run.
+      await expect(elector.query(`SELECT 1 FROM "${t.schema}".leader FOR UPDATE NOWAIT`)).resolves.toMatchObject({ rowCount: 1 });
+    } finally {
+      await operator.query('ROLLBACK');
+      operator.release();
+      elector.release();
+    }
+    await enqueuer.tick();
     expect(await cronJobs('every-minute')).toHaveLength(3);
   });
 

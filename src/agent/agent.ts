@@ -332,7 +332,7 @@ export function createAgent(options: AgentOptions): Agent {
         intervalMs: options.retentionIntervalMs ?? 60_000,
         logger,
       }),
-      new CronEnqueuer({ db, fence, logger, graceMs: options.cronGraceMs ?? 60_000 }),
+      new CronEnqueuer({ pool: leaderPool, db, fence, logger, graceMs: options.cronGraceMs ?? 60_000 }),
       createStatisticsKeeper({ db, intervalMs: 2_000, logger }),
     ];
     for (const service of leaderServices) void service.start();

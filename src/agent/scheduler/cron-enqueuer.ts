@@ -1,4 +1,6 @@
+import type pg from 'pg';
 import type { SchemaDb } from '../../shared/db/sql.js';
+import { inTransaction } from '../../shared/db/transaction.js';
 import { cronScheduleEnqueueSlots, cronScheduleList, databaseNow, type CronScheduleRow } from '../../shared/db/queries/cron-schedules.js';
 import { CronSchedule, dueSlots } from '../../shared/cron-schedule.js';
 import type { Logger } from '../../shared/logger.js';
@@ -6,6 +8,8 @@ import type { Service } from '../service.js';
 import type { LeaderFence } from './fence.js';
 
 export interface CronEnqueuerOptions {
+  /** the upkeep pool `db` runs on: each enqueue is a transaction of its own, with the leader's limits */
+  pool: pg.Pool;
   db: SchemaDb;
   /** the leader's fence; every insert names its term. null only in tests of the unique index. */
   fence: LeaderFence | null;
@@ -17,6 +21,9 @@ export interface CronEnqueuerOptions {
   /** the current time; defaults to the database's now(), never the agent's clock */
   now?: () => Promise<Date>;
 }
+
+/** Without a fence (tests only): the leader's default idle limit. */
+const DEFAULT_LEADER_LIMIT_MS = 4_000;
 
 /**
  * A leader-only duty: inserts one job per due slot of every enabled schedule, under the unique
@@ -86,7 +93,8 @@ export class CronEnqueuer implements Service {
   private async enqueueDue(row: CronScheduleRow, schedule: CronSchedule, now: Date): Promise<void> {
     const after = new Date(Math.max(row.startsAfter.getTime(), row.lastSlot?.getTime() ?? 0));
     const due = dueSlots(schedule, { after, now, catchUp: { policy: row.catchUp, backfillLimit: row.backfillLimit }, graceMs: this.options.graceMs });
-    if (!due.newest) return;
+    const newest = due.newest;
+    if (!newest) return;
     if (due.skipped) {
       this.options.logger.warn('cron slots were missed while no leader ran; the catch-up policy dropped some', {
         schedule: row.name,
@@ -95,12 +103,21 @@ export class CronEnqueuer implements Service {
         running: due.slots.map((slot) => slot.toISOString()),
       });
     }
-    const result = await cronScheduleEnqueueSlots(this.options.db, {
-      name: row.name,
-      slots: due.slots,
-      newest: due.newest,
-      leader: this.options.fence?.leader ?? null,
-    });
+    // The statement share-locks the leader row. Waiting on a schedule's row (an operator's open transaction), it
+    // held that lock up to the pool's query limit of a minute, past the agent's stop: no other agent could lead.
+    // So it waits for locks, and may idle, no longer than the leader's session may (as fence.ts's asLeader).
+    const limitMs = this.options.fence?.idleLimitMs ?? DEFAULT_LEADER_LIMIT_MS;
+    const result = await inTransaction(
+      this.options.pool,
+      (client) =>
+        cronScheduleEnqueueSlots(this.options.db.on(client), {
+          name: row.name,
+          slots: due.slots,
+          newest,
+          leader: this.options.fence?.leader ?? null,
+        }),
+      { idleLimitMs: limitMs, lockTimeoutMs: limitMs },
+    );
     if (result.inserted.length > 0) {
       this.options.logger.debug('cron enqueued', { schedule: row.name, jobs: result.inserted.map((job) => job.id) });
     }

@@ -99,7 +99,10 @@ export class Elector implements Service {
       this.current = undefined;
       await this.options.onDemoted('shutdown');
       // Resign: clear the row, unlock, and tell the others, so one takes over at once instead of at its next poll.
-      await withTimeout(leaderResign(this.db!, leader), 2_000).then(
+      // With the session already gone (ended by the server meanwhile), so is its lock: nothing to resign.
+      const db = this.db;
+      if (!db) this.options.logger.info('leader session already ended; its lock went with it', { agentId: this.options.agentId, term: leader.term });
+      else await withTimeout(leaderResign(db, leader), 2_000).then(
         () => this.options.logger.info('resigned leadership', { agentId: this.options.agentId, term: leader.term }),
         (error) => this.options.logger.warn('could not resign leadership; the lock goes with the connection', { error: (error as Error).message }),
       );
