@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import type pg from 'pg';
 import { createPool } from '../src/shared/db/pool.js';
+import { SchemaDb, statement } from '../src/shared/db/sql.js';
 
 const pools: pg.Pool[] = [];
 afterEach(async () => {
@@ -57,6 +58,21 @@ describe('createPool with queryTimeoutMs', () => {
     } finally {
       await locker.query('SELECT pg_advisory_unlock_all()');
       locker.release();
+    }
+  });
+});
+
+describe('SchemaDb.within', () => {
+  it('bounds the wait for a connection too: with every connection of the pool busy, it answers within the bound', async () => {
+    const pool = createPool(inject('databaseUrl'), { max: 1 });
+    pools.push(pool);
+    const busy = await pool.connect();
+    try {
+      const db = new SchemaDb(pool, 'within_test').within(300);
+      // Unbounded, this waited for the pool's connection timeout (10 s) and failed with its message instead.
+      await expect(db.rows(statement('within_probe', 'SELECT 1 AS one'))).rejects.toThrow('no answer within 400 ms');
+    } finally {
+      busy.release();
     }
   });
 });

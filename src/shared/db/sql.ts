@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { ConfigError } from '../errors.js';
+import { withTimeout } from '../with-timeout.js';
 
 /** Anything that runs a query: a pool, a checked-out client, or the caller's own transaction client. */
 export interface Queryable {
@@ -18,6 +19,8 @@ export function statement(name: string, text: string): Statement {
 }
 
 const MAX_IDENTIFIER_BYTES = 63;
+/** within(): past the statement's own bound, how long a wait for a pool connection may add */
+const CHECKOUT_GRACE_MS = 100;
 
 // Leaves room for suffixes such as `_jobs` in channel names within PostgreSQL's 63-byte identifier limit.
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,46}$/;
@@ -57,11 +60,17 @@ export class SchemaDb {
 
   /**
    * The same schema, each statement given up after `ms` without an answer. From a pool, the connection it ran on is
-   * then dropped, so the next statement opens a fresh one instead of waiting on one gone silent.
+   * then dropped, so the next statement opens a fresh one instead of waiting on one gone silent. The wait for a
+   * connection counts too (pg's query_timeout starts only once one is handed out): a pool whose connections are
+   * all busy answers within the bound as well, with "no answer within N ms", and the statement runs when one
+   * comes free, its answer unread.
    */
   within(ms: number): SchemaDb {
     const queryable = this.queryable;
-    return this.on({ query: (config) => queryable.query({ ...config, query_timeout: Math.round(ms) } as pg.QueryConfig) });
+    const bound = Math.round(ms);
+    return this.on({
+      query: (config) => withTimeout(queryable.query({ ...config, query_timeout: bound } as pg.QueryConfig), bound + CHECKOUT_GRACE_MS),
+    });
   }
 
   async rows<R extends pg.QueryResultRow = any>(stmt: Statement, values: unknown[] = []): Promise<R[]> {
