@@ -56,11 +56,11 @@ describe('wida enqueue', () => {
     const runAt = new Date(Date.now() + 3_600_000).toISOString();
     const result = await widaJson([
       'enqueue', 'buildReport', '--payload', '{"month":"2026-10"}', '--queue', 'reports', '--priority', 'high',
-      '--run-at', runAt, '--max-attempts', '3', '--idempotency-key', 'report-2026-10',
+      '--run-at', runAt, '--max-attempts', '3', '--timeout', '5m', '--idempotency-key', 'report-2026-10',
     ]);
     expect(result).toEqual({ id: expect.any(Number), duplicate: false });
     const job = await t.client.getJob(result.id);
-    expect(job).toMatchObject({ task: 'buildReport', queue: 'reports', priority: 2, maxAttempts: 3, idempotencyKey: 'report-2026-10', payload: { month: '2026-10' } });
+    expect(job).toMatchObject({ task: 'buildReport', queue: 'reports', priority: 2, maxAttempts: 3, timeoutMs: 300_000, idempotencyKey: 'report-2026-10', payload: { month: '2026-10' } });
     expect(job.runAt.toISOString()).toBe(runAt);
 
     const again = await wida(['enqueue', 'buildReport', '--idempotency-key', 'report-2026-10']);
@@ -92,7 +92,11 @@ describe('wida enqueue', () => {
       expectFailure(['enqueue', 'a', '--run-at', 'tomorrow'], 2, /--run-at "tomorrow" is not a timestamp; use ISO 8601/),
       expectFailure(['enqueue', 'a', '--delay', '1s', '--run-at', '2030-01-01T00:00:00Z'], 2, /mutually exclusive/),
       expectFailure(['enqueue', 'a', '--priority', 'urgent'], 2, /Invalid values:[\s\S]*priority/),
-      expectFailure(['enqueue', 'a', '--max-attempts', '0'], 2, /maxAttempts must be at least 1/),
+      // In the words of the command line, not the client API's field names.
+      expectFailure(['enqueue', 'a', '--max-attempts', '0'], 2, /^wida: --max-attempts must be at least 1\n/),
+      expectFailure(['enqueue', 'a', '--idempotency-key', ''], 2, /^wida: --idempotency-key must not be empty\n/),
+      expectFailure(['enqueue', 'a', '--timeout', '0'], 2, /^wida: --timeout must be at least 1 ms; got 0\n/),
+      expectFailure(['enqueue', 'a', '--timeout', 'forever'], 2, /--timeout "forever" is not a duration/),
       expectFailure(['enqueue'], 2, /enqueue is missing an argument/),
       // checked as the client API checks runAt: no rolling February 30 over, no time in this machine's zone
       expectFailure(['enqueue', 'a', '--run-at', '2026-02-30T09:00:00Z'], 2, /--run-at "2026-02-30T09:00:00Z" is not a timestamp; use ISO 8601 with a time zone/),

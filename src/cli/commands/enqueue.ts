@@ -1,4 +1,5 @@
 import type { Argv } from 'yargs';
+import { ValidationError } from '../../shared/errors.js';
 import { PRIORITIES } from '../../shared/job-state.js';
 import type { DependentJobSpec } from '../../shared/workflow.js';
 import { UsageError, withClient, type CommonFlags } from '../context.js';
@@ -18,6 +19,7 @@ export function enqueueCommand(yargs: Argv<CommonFlags>) {
         .option('run-at', { type: 'string', describe: 'run at this ISO 8601 time', conflicts: 'delay' })
         .option('delay', { type: 'string', describe: 'run after this long, e.g. 30s, 5m', conflicts: 'run-at' })
         .option('max-attempts', { type: 'number', requiresArg: true, describe: 'attempts before the job goes to the DLQ (default 5)' })
+        .option('timeout', { type: 'string', requiresArg: true, describe: 'an attempt running longer is aborted and fails, e.g. 30s, 5m (default: the agent\'s)' })
         .option('idempotency-key', { type: 'string', describe: 'a second enqueue with this key returns the first job' })
         // Not an array option: those swallow the words after them (`--depends-on 7 report` would take the
         // task). Repeated, it is an array.
@@ -38,13 +40,38 @@ export function enqueueCommand(yargs: Argv<CommonFlags>) {
         if (!Number.isInteger(argv['max-attempts'])) throw new UsageError('--max-attempts must be a whole number, e.g. --max-attempts 3');
         spec.maxAttempts = argv['max-attempts'];
       }
+      if (argv.timeout !== undefined) spec.timeout = readDuration('timeout', argv.timeout);
       if (argv['idempotency-key'] !== undefined) spec.idempotencyKey = argv['idempotency-key'];
       if (argv['depends-on'] !== undefined) spec.dependsOn = readDependsOn([argv['depends-on']].flat());
-      const result = await withClient(argv, ({ client }) => client.enqueue(spec));
+      const result = await withClient(argv, ({ client }) => client.enqueue(spec)).catch((error: unknown) => {
+        throw inFlagWords(error);
+      });
       if (argv.json) return printJson(result);
       print(result.duplicate ? `job ${result.id} already exists with idempotency key ${JSON.stringify(spec.idempotencyKey)}` : `enqueued job ${result.id}`);
     },
   );
+}
+
+/** The client API's field names, as the flags that set them. */
+const FLAG_OF_FIELD: Record<string, string> = {
+  queue: '--queue',
+  payload: '--payload',
+  priority: '--priority',
+  runAt: '--run-at',
+  delay: '--delay',
+  maxAttempts: '--max-attempts',
+  timeout: '--timeout',
+  idempotencyKey: '--idempotency-key',
+  dependsOn: '--depends-on',
+};
+
+/** A refusal of the client API, in the words of the command line: "--max-attempts must be at least 1". */
+function inFlagWords(error: unknown): unknown {
+  if (!(error instanceof ValidationError)) return error;
+  const flag = FLAG_OF_FIELD[error.field];
+  if (flag === undefined) return error;
+  const message = error.message.replace(new RegExp(`^invalid ${error.field}: `), '').replaceAll(error.field, flag);
+  return new ValidationError(error.field, message);
 }
 
 /** `--depends-on 41 --depends-on 42` or `--depends-on 41,42`: job ids, each checked here so the error names the flag. */
