@@ -155,6 +155,8 @@ describe('usage errors', () => {
       expectFailure(['job'], 2, /unknown command "job"; did you mean jobs\?/),
       expectFailure(['queues', '--colour'], 2, /unknown command or option: colour/),
       expectFailure([], 2, /name a command/),
+      // An unknown flag before the command took the command as its value: it said "name a command".
+      expectFailure(['--bogus', 'queues'], 2, /^wida: unknown option --bogus \(it took "queues" as its value\)/),
       expectFailure(['jobs'], 2, /name a jobs command: list or show/),
       expectFailure(['jobs', 'show', 'abc'], 2, /"abc" is not a job id/),
       expectFailure(['jobs', 'list', '--state', 'exploded'], 2, /unknown state "exploded"; use one or more of waiting, pending/),

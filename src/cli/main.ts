@@ -97,8 +97,25 @@ function isUsageError(error: unknown): boolean {
   return error instanceof UsageError || error instanceof ValidationError || error instanceof ConfigError;
 }
 
+/** The options every command takes (and yargs' own), as they may be written before the command. */
+const GLOBAL_FLAGS = new Set(['database-url', 'schema', 'json', 'verbose', 'help', 'h', 'version']);
+
+/**
+ * `wida --bogus queues`: an unknown flag before the command takes the command word as its value, and yargs then
+ * finds no command at all. Say which flag it was.
+ */
+function unknownFlagBeforeCommand(): string | undefined {
+  const words = hideBin(process.argv);
+  const at = words.findIndex((word) => word.startsWith('-') && !GLOBAL_FLAGS.has(word.replace(/^--?(no-)?/, '').split('=')[0]));
+  if (at === -1) return undefined;
+  const next = words[at + 1];
+  const took = next !== undefined && !next.startsWith('-') && !words[at].includes('=') ? ` (it took "${next}" as its value)` : '';
+  return `unknown option ${words[at].split('=')[0]}${took}; \`wida --help\` lists the commands and the options they share`;
+}
+
 /** yargs' messages, in Wida's words: say what was not understood. */
 function describeUsageProblem(message: string): string {
+  if (message.startsWith('name a command')) return unknownFlagBeforeCommand() ?? message;
   const words = hideBin(process.argv).filter((word) => !word.startsWith('-'));
   if (message.startsWith('Did you mean')) return `unknown command "${words[0]}"; ${message.replace(/^Did/, 'did')}`;
   const unknown = /^Unknown arguments?: (.*)$/.exec(message);
