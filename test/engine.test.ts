@@ -39,6 +39,30 @@ describe('agent processing', () => {
   });
 });
 
+describe('concurrency', () => {
+  it('a per-queue limit holds within the agent\'s concurrency; queues without one (even one named like an object\'s property) use the rest', async () => {
+    const running = new Map<string, number>();
+    const most = new Map<string, number>();
+    const work = async (_payload: unknown, { job }: JobContext) => {
+      running.set(job.queue, (running.get(job.queue) ?? 0) + 1);
+      most.set(job.queue, Math.max(most.get(job.queue) ?? 0, running.get(job.queue)!));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      running.set(job.queue, running.get(job.queue)! - 1);
+    };
+    await startAgent({ concurrency: 4, queueConcurrency: { limited: 2 }, handlers: { work } });
+    const jobs = await t.client.enqueueMany([
+      ...Array.from({ length: 6 }, () => ({ task: 'work', queue: 'limited' })),
+      ...Array.from({ length: 4 }, () => ({ task: 'work', queue: 'constructor' })),
+    ]);
+    await waitFor('every job completed', async () => {
+      const states = await Promise.all(jobs.map((job) => t.client.getJob(job.id)));
+      return states.every((job) => job.state === 'completed');
+    });
+    expect(most.get('limited')).toBe(2);
+    expect(most.get('constructor')).toBeGreaterThanOrEqual(2);
+  });
+});
+
 describe('notifications', () => {
   it('a NOTIFY on the control channel that is not a message (null, a number, a list, not JSON) is ignored: the agent keeps working', async () => {
     const seen: number[] = [];

@@ -113,10 +113,13 @@ export class WorkerPool {
   private idleWaiters: (() => void)[] = [];
   private readonly tasks: string[] | null;
   private readonly hasQueueLimits: boolean;
+  /** A Map, not the options' object: a queue named "constructor" or "toString" must not find Object's properties as its limit. */
+  private readonly queueLimits: ReadonlyMap<string, number>;
 
   constructor(private readonly options: WorkerPoolOptions) {
     this.tasks = options.executor.tasks();
-    this.hasQueueLimits = Object.keys(options.queueConcurrency).length > 0;
+    this.queueLimits = new Map(Object.entries(options.queueConcurrency));
+    this.hasQueueLimits = this.queueLimits.size > 0;
   }
 
   /** Resolves once the claims in flight now have landed (or failed), or after `ms`, whichever comes first. */
@@ -275,13 +278,13 @@ export class WorkerPool {
   }
 
   private dispatch(): void {
-    const { concurrency, queueConcurrency } = this.options;
+    const { concurrency } = this.options;
     if (!this.hasQueueLimits) {
       while (this.running.size < concurrency && this.buffer.size > 0) this.start(this.buffer.takeNext()!);
       return;
     }
     const hasRoom = (job: HeldJob) => {
-      const limit = queueConcurrency[job.queue];
+      const limit = this.queueLimits.get(job.queue);
       return limit === undefined || (this.runningPerQueue.get(job.queue) ?? 0) < limit;
     };
     while (this.running.size < concurrency) {
