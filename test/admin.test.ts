@@ -408,13 +408,13 @@ describe('listings', () => {
       { queue: 'lq_counts', state: 'completed' },
     ]);
     const find = async (name: string) => (await t.client.listQueues()).find((queue) => queue.name === name);
-    expect(await find('lq_counts')).toEqual({ name: 'lq_counts', paused: false, concurrencyLimit: null, counts: { pending: 2, running: 1, dead: 1, completed: 1 } });
+    expect(await find('lq_counts')).toEqual({ name: 'lq_counts', paused: false, counts: { pending: 2, running: 1, dead: 1, completed: 1 } });
     await t.client.pauseQueue('lq_counts');
     expect(await find('lq_counts')).toMatchObject({ paused: true, counts: { pending: 2 } });
     await t.client.resumeQueue('lq_counts');
     expect(await find('lq_counts')).toMatchObject({ paused: false });
     await t.client.pauseQueue('lq_empty');
-    expect(await find('lq_empty')).toEqual({ name: 'lq_empty', paused: true, concurrencyLimit: null, counts: {} });
+    expect(await find('lq_empty')).toEqual({ name: 'lq_empty', paused: true, counts: {} });
   });
 
   it('listAgents shows a started agent with host, pid, version, queues and a fresh heartbeat; stopped after stop()', async () => {

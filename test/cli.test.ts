@@ -217,6 +217,19 @@ describe('usage errors', () => {
     expect(await migrations()).toBe(before);
   });
 
+  it('agent --queue-concurrency takes QUEUE=N pairs, WIDA_LOG_LEVEL a level; anything else exits 2 naming the flag, before the agent starts', async () => {
+    const refusals = [
+      ['reports', /^wida: --queue-concurrency takes QUEUE=N pairs .*; got "reports"\n/],
+      ['reports=0', /^wida: --queue-concurrency takes QUEUE=N pairs .*N a whole number of at least 1.*; got "reports=0"\n/],
+      ['reports=2,emails=x', /got "emails=x"/],
+      ['reports=1,reports=2', /^wida: --queue-concurrency names queue "reports" twice\n/],
+      [',', /^wida: --queue-concurrency names no queue/],
+    ] as const;
+    await Promise.all(refusals.map(([value, message]) => expectFailure(['agent', '--queue-concurrency', value], 2, message)));
+    await expectFailure(['agent'], 2, /WIDA_LOG_LEVEL must be one of debug, info, warn, error/, { env: { WIDA_LOG_LEVEL: 'loud' } });
+    expect(await t.client.listAgents()).toEqual([]);
+  });
+
   it('migrate down --steps takes only a whole number from 1 to the migrations applied; anything else exits 2 and reverts nothing', async () => {
     const migrations = async () => (await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".migrations`)).rows[0].n;
     const before = await migrations();
@@ -362,7 +375,7 @@ describe('wida pause / resume / queues', () => {
     expect((await wida(['pause', 'emails'])).stdout).toBe('paused queue emails\n');
 
     const queues = await widaJson(['queues']);
-    expect(queues).toEqual([{ name: 'emails', paused: true, concurrencyLimit: null, counts: { pending: 1, dead: 1 } }]);
+    expect(queues).toEqual([{ name: 'emails', paused: true, counts: { pending: 1, dead: 1 } }]);
     const table = await wida(['queues']);
     expect(table.stdout).toMatch(/QUEUE\s+PAUSED\s+WAITING\s+PENDING\s+RUNNING\s+COMPLETED\s+DEAD\s+CANCELLED/);
     expect(table.stdout).toMatch(/emails\s+yes\s+0\s+1\s+0\s+0\s+1\s+0/);

@@ -91,6 +91,12 @@ describe('loadConfig', () => {
     ['WIDA_POLL_INTERVAL', '5ms'],
     ['WIDA_JOB_TIMEOUT', '0'],
     ['WIDA_RETENTION', '-1s'],
+    ['WIDA_LOG_LEVEL', 'verbose'],
+    ['WIDA_HEARTBEAT_INTERVAL', '0'],
+    ['WIDA_RESCUE_INTERVAL', 'often'],
+    ['WIDA_PREFETCH', '5s'],
+    ['WIDA_PREFETCH', '-1'],
+    ['WIDA_LOG_LEVEL', 'constructor'],
   ])('%s=%j -> ConfigError naming the variable', (name, value) => {
     const error = configError({}, { [name]: value });
     expect(error.code).toBe('CONFIG_INVALID');

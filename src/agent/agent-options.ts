@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { loadConfig } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
+import { createLogger, type Logger } from '../shared/logger.js';
 
 const whole = (min: number) => z.number({ error: 'must be a whole number' }).int('must be a whole number').min(min, `must be at least ${min}`).optional();
 const milliseconds = (min: number) =>
@@ -54,3 +56,66 @@ export function heartbeatRisk(heartbeatIntervalMs: number, leaseMs: number): str
   if (heartbeatIntervalMs <= leaseMs / 2) return undefined;
   return `heartbeat interval ${heartbeatIntervalMs} ms is more than half the lease (${leaseMs} ms): leases of running jobs may expire and the jobs run twice`;
 }
+
+/** The options that fall back to the environment (and .env), as createClient's do, so an agent and a client configured alike meet in one schema. */
+export interface EnvironmentBacked {
+  databaseUrl?: string;
+  schema?: string;
+  concurrency?: number;
+  leaseMs?: number;
+  pollIntervalMs?: number;
+  retentionMs?: number;
+  defaultTimeoutMs?: number;
+  shutdownGraceMs?: number;
+  heartbeatIntervalMs?: number;
+  rescueIntervalMs?: number;
+  prefetch?: number;
+  logger?: Logger;
+}
+
+export type AgentSettings = { [K in keyof EnvironmentBacked]-?: NonNullable<EnvironmentBacked[K]> };
+
+/**
+ * Each option given wins; one not given (undefined or null) comes from its variable (WIDA_DATABASE_URL,
+ * WIDA_SCHEMA, WIDA_WORKER_CONCURRENCY, WIDA_LEASE, ...; WIDA_LOG_LEVEL for the logger), else its default. The
+ * environment is read only when some option is missing.
+ */
+export function resolveAgentSettings(options: EnvironmentBacked): AgentSettings {
+  const given = (value: unknown) => value !== undefined && value !== null;
+  const complete = Object.values(ENVIRONMENT_NAMES).every((key) => given(options[key])) && given(options.logger);
+  const config = complete ? undefined : loadConfig();
+  const databaseUrl = options.databaseUrl ?? config?.WIDA_DATABASE_URL;
+  if (!databaseUrl) throw new ConfigError('no database configured: pass databaseUrl to createAgent, or set WIDA_DATABASE_URL');
+  const leaseMs = options.leaseMs ?? config!.WIDA_LEASE;
+  const concurrency = options.concurrency ?? config!.WIDA_WORKER_CONCURRENCY;
+  return {
+    databaseUrl,
+    schema: options.schema ?? config!.WIDA_SCHEMA,
+    concurrency,
+    leaseMs,
+    pollIntervalMs: options.pollIntervalMs ?? config!.WIDA_POLL_INTERVAL,
+    retentionMs: options.retentionMs ?? config!.WIDA_RETENTION,
+    defaultTimeoutMs: options.defaultTimeoutMs ?? config!.WIDA_JOB_TIMEOUT,
+    shutdownGraceMs: options.shutdownGraceMs ?? config!.WIDA_SHUTDOWN_GRACE,
+    // Three renewals per lease at most every 5 s: a renewal can be late or fail and the lease still hold.
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? config!.WIDA_HEARTBEAT_INTERVAL ?? Math.min(5_000, leaseMs / 3),
+    rescueIntervalMs: options.rescueIntervalMs ?? config!.WIDA_RESCUE_INTERVAL ?? 5_000,
+    prefetch: options.prefetch ?? config!.WIDA_PREFETCH ?? concurrency,
+    logger: options.logger ?? createLogger(config!.WIDA_LOG_LEVEL),
+  };
+}
+
+/** Which variable backs each option (the logger's level is WIDA_LOG_LEVEL). */
+const ENVIRONMENT_NAMES = {
+  WIDA_DATABASE_URL: 'databaseUrl',
+  WIDA_SCHEMA: 'schema',
+  WIDA_WORKER_CONCURRENCY: 'concurrency',
+  WIDA_LEASE: 'leaseMs',
+  WIDA_POLL_INTERVAL: 'pollIntervalMs',
+  WIDA_RETENTION: 'retentionMs',
+  WIDA_JOB_TIMEOUT: 'defaultTimeoutMs',
+  WIDA_SHUTDOWN_GRACE: 'shutdownGraceMs',
+  WIDA_HEARTBEAT_INTERVAL: 'heartbeatIntervalMs',
+  WIDA_RESCUE_INTERVAL: 'rescueIntervalMs',
+  WIDA_PREFETCH: 'prefetch',
+} as const satisfies Record<string, keyof EnvironmentBacked>;

@@ -23,29 +23,36 @@ import { CronEnqueuer } from './scheduler/cron-enqueuer.js';
 import type { LeaderFence } from './scheduler/fence.js';
 import { applyCronSchedules, readCronFile, toCronScheduleWrite, type CronScheduleSpec } from '../shared/cron-admin.js';
 import type { Service } from './service.js';
-import { checkAgentNumbers, heartbeatRisk } from './agent-options.js';
+import { checkAgentNumbers, heartbeatRisk, resolveAgentSettings } from './agent-options.js';
 
 export interface AgentOptions {
-  databaseUrl: string;
+  /** defaults to WIDA_DATABASE_URL (environment, then .env); so do the options below marked "env" */
+  databaseUrl?: string;
+  /** env WIDA_SCHEMA, default "wida" */
   schema?: string;
   /** task name -> function; or give an executor */
   handlers?: Handlers;
   executor?: Executor;
   /** queues to serve; omitted: every queue */
   queues?: readonly string[];
-  /** jobs running at once on this agent */
+  /** jobs running at once on this agent (env WIDA_WORKER_CONCURRENCY, default 10) */
   concurrency?: number;
   /** limits on this agent's running jobs per queue */
   queueConcurrency?: Record<string, number>;
   /** jobs claimed ahead of free slots; defaults to the concurrency */
   prefetch?: number;
+  /** env WIDA_LEASE, default 30 s */
   leaseMs?: number;
+  /** env WIDA_POLL_INTERVAL, default 1 s */
   pollIntervalMs?: number;
   heartbeatIntervalMs?: number;
   rescueIntervalMs?: number;
+  /** env WIDA_RETENTION, default 24 h */
   retentionMs?: number;
   retentionIntervalMs?: number;
+  /** timeout of jobs enqueued without their own (env WIDA_JOB_TIMEOUT, default 15 min) */
   defaultTimeoutMs?: number;
+  /** env WIDA_SHUTDOWN_GRACE, default 10 s */
   shutdownGraceMs?: number;
   /** apply migrations at start (default); false: refuse to start unless the schema is current */
   migrate?: boolean;
@@ -103,16 +110,12 @@ const SHUTDOWN_STEPS_MS = 5_000;
 
 export function createAgent(options: AgentOptions): Agent {
   checkAgentNumbers(options as unknown as Record<string, unknown>);
-  const schema = options.schema ?? 'wida';
-  const logger = options.logger ?? createLogger();
-  const concurrency = options.concurrency ?? 10;
-  const leaseMs = options.leaseMs ?? 30_000;
-  const pollIntervalMs = options.pollIntervalMs ?? 1_000;
+  const settings = resolveAgentSettings(options);
+  const { databaseUrl, schema, concurrency, leaseMs, pollIntervalMs, heartbeatIntervalMs, logger } = settings;
   const executor = options.executor ?? new InProcessExecutor(options.handlers ?? {});
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   // A bad schedule is the caller's error at createAgent, not a failed start.
   options.cronSchedules?.forEach((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i}: `));
-  const heartbeatIntervalMs = options.heartbeatIntervalMs ?? Math.min(5_000, leaseMs / 3);
   const risk = heartbeatRisk(heartbeatIntervalMs, leaseMs);
   if (risk) logger.warn(risk);
   const info: AgentInfo = {
@@ -203,7 +206,7 @@ export function createAgent(options: AgentOptions): Agent {
    * (no heartbeat left ticking) and stop() returns: after the jobs' grace period, within SHUTDOWN_STEPS_MS.
    */
   async function teardown(): Promise<void> {
-    const graceMs = options.shutdownGraceMs ?? 10_000;
+    const graceMs = settings.shutdownGraceMs;
     let budget = SHUTDOWN_STEPS_MS; // for everything but the running jobs' grace period
     const step = async (what: string, work: () => unknown, graceOfStepMs = 0): Promise<void> => {
       const began = Date.now();
@@ -229,7 +232,7 @@ export function createAgent(options: AgentOptions): Agent {
   }
 
   async function startServices(): Promise<void> {
-    jobsPool = createPool(options.databaseUrl, {
+    jobsPool = createPool(databaseUrl, {
       max: JOBS_POOL_SIZE,
       applicationName: `wida agent ${id} jobs`,
       lockTimeoutMs: JOBS_LOCK_TIMEOUT_MS,
@@ -237,12 +240,12 @@ export function createAgent(options: AgentOptions): Agent {
       // At least 5 s, above the lock timeout and a busy server's slow moments.
       queryTimeoutMs: Math.max(leaseMs, 5_000),
     });
-    await checkConnection(jobsPool, options.databaseUrl);
+    await checkConnection(jobsPool, databaseUrl);
     if (!(await schemaIsCurrent(jobsPool, schema))) {
-      if (options.migrate === false) await assertSchemaCurrent(options.databaseUrl, schema);
-      else await migrateUp(options.databaseUrl, schema);
+      if (options.migrate === false) await assertSchemaCurrent(databaseUrl, schema);
+      else await migrateUp(databaseUrl, schema);
     }
-    pool = createPool(options.databaseUrl, {
+    pool = createPool(databaseUrl, {
       max: 4,
       applicationName: `wida agent ${id}`,
       // Upkeep may run longer (an ANALYZE, a retention batch), but not for ever on a connection gone silent.
@@ -265,9 +268,9 @@ export function createAgent(options: AgentOptions): Agent {
       logger,
       queues: options.queues ?? null,
       concurrency,
-      prefetch: options.prefetch ?? concurrency,
+      prefetch: settings.prefetch,
       leaseMs,
-      defaultTimeoutMs: options.defaultTimeoutMs ?? 15 * 60_000,
+      defaultTimeoutMs: settings.defaultTimeoutMs,
       queueConcurrency: options.queueConcurrency ?? {},
     });
     // Before the first claim, so every lease it grants is renewed.
@@ -291,7 +294,7 @@ export function createAgent(options: AgentOptions): Agent {
     for (const service of services) await service.start();
     const served = options.queues ? new Set(options.queues) : null;
     listener = new Listener({
-      connectionString: options.databaseUrl,
+      connectionString: databaseUrl,
       channels: [db.channel('jobs'), db.channel('control')],
       onNotification: (channel, payload) => {
         if (channel === db.channel('control')) onControl(payload);
@@ -304,7 +307,7 @@ export function createAgent(options: AgentOptions): Agent {
     await listener.start();
     if (options.maintenance !== false) {
       elector = new Elector({
-        databaseUrl: options.databaseUrl,
+        databaseUrl,
         schema,
         agentId: id,
         logger,
@@ -323,12 +326,12 @@ export function createAgent(options: AgentOptions): Agent {
   /** The leader-only duties, started when this agent is elected and stopped when it steps down or resigns. */
   function startLeaderServices(leaderPool: pg.Pool, db: SchemaDb, fence: LeaderFence): void {
     leaderServices = [
-      createRescuer({ pool: leaderPool, db, fence, intervalMs: options.rescueIntervalMs ?? 5_000, logger }),
+      createRescuer({ pool: leaderPool, db, fence, intervalMs: settings.rescueIntervalMs, logger }),
       createRetention({
         pool: leaderPool,
         db,
         fence,
-        retentionMs: options.retentionMs ?? 86_400_000,
+        retentionMs: settings.retentionMs,
         intervalMs: options.retentionIntervalMs ?? 60_000,
         logger,
       }),

@@ -7,6 +7,7 @@ import { durationField } from './duration.js';
 const MAX_RETENTION_MS = 100 * 365 * 86_400_000;
 import { ConfigError } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from './job-spec.js';
+import { LOG_LEVELS } from './logger.js';
 import { validateSchemaName } from './db/sql.js';
 
 const positiveInt = (name: string) =>
@@ -41,6 +42,12 @@ const configSchema = z
     // Compared in SQL only, never a timer: months or years of history are a normal setting.
     WIDA_RETENTION: durationField('WIDA_RETENTION', { max: MAX_RETENTION_MS }).default(86_400_000),
     WIDA_JOB_TIMEOUT: durationField('WIDA_JOB_TIMEOUT', { min: 1 }).default(15 * 60_000),
+    // No defaults for these four: the agent derives them (the heartbeat from the lease, prefetch from the concurrency),
+    // and the agent logs from info up, the demo only errors (its own output is the show).
+    WIDA_HEARTBEAT_INTERVAL: durationField('WIDA_HEARTBEAT_INTERVAL', { min: 1 }).optional(),
+    WIDA_RESCUE_INTERVAL: durationField('WIDA_RESCUE_INTERVAL', { min: 1 }).optional(),
+    WIDA_PREFETCH: z.coerce.number({ error: 'WIDA_PREFETCH must be a whole number' }).int('WIDA_PREFETCH must be a whole number').min(0, 'WIDA_PREFETCH must be 0 or more').optional(),
+    WIDA_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `WIDA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
   })
   .superRefine((config, ctx) => {
     if (config.WIDA_POLL_INTERVAL > config.WIDA_LEASE) {

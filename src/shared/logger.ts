@@ -5,12 +5,13 @@ export interface Logger {
   error(message: string, fields?: Record<string, unknown>): void;
 }
 
-type Level = 'debug' | 'info' | 'warn' | 'error';
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type Level = (typeof LOG_LEVELS)[number];
 const RANK: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
-/** One line per event on stderr: time, level, message, then fields as JSON. */
-export function createLogger(minimum: Level = (process.env.WIDA_LOG_LEVEL as Level) ?? 'info'): Logger {
-  const threshold = RANK[minimum] ?? RANK.info;
+/** One line per event on stderr, from `minimum` up (WIDA_LOG_LEVEL, read with the config): time, level, message, then fields as JSON. */
+export function createLogger(minimum: Level = 'info'): Logger {
+  const threshold = RANK[minimum];
   const write = (level: Level) => (message: string, fields?: Record<string, unknown>) => {
     if (RANK[level] < threshold) return;
     const suffix = fields && Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : '';

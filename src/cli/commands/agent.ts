@@ -4,10 +4,9 @@ import type { Argv } from 'yargs';
 import { createAgent } from '../../agent/agent.js';
 import type { Handlers } from '../../agent/worker/executors/executor.js';
 import { readCronFile, toCronScheduleWrite } from '../../shared/cron-admin.js';
-import { parseDuration } from '../../shared/duration.js';
 import { ConfigError } from '../../shared/errors.js';
 import { createLogger } from '../../shared/logger.js';
-import { configFromFlags, resolveDatabaseUrl, type CommonFlags } from '../context.js';
+import { UsageError, configFromFlags, resolveDatabaseUrl, type CommonFlags } from '../context.js';
 
 export function agentCommand(yargs: Argv<CommonFlags>) {
   return yargs.command(
@@ -18,22 +17,30 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         .option('handlers', { type: 'string', requiresArg: true, describe: 'a JavaScript module whose exports are task handlers (default export object, or named functions)' })
         .option('queues', { type: 'string', describe: 'comma-separated queues to serve (default: all)' })
         .option('concurrency', { type: 'number', requiresArg: true, describe: 'jobs running at once (WIDA_WORKER_CONCURRENCY, default 10)' })
+        .option('queue-concurrency', {
+          type: 'string',
+          requiresArg: true,
+          describe: 'limits on this agent\'s running jobs per queue, as QUEUE=N,... (within --concurrency)',
+        })
         .option('cron-file', { type: 'string', requiresArg: true, describe: 'a JSON file of cron schedules (an array, or { "schedules": [...] }) created or updated at start' })
         .option('migrate', { type: 'boolean', default: true, describe: 'apply migrations at start (--no-migrate: refuse unless current)' })
         .example('$0 agent --handlers ./tasks.js', 'run the handlers exported by tasks.js on every queue')
         .example('$0 agent --handlers ./tasks.js --queues email,reports --concurrency 32', 'serve two queues, 32 jobs at a time')
+        .example('$0 agent --handlers ./tasks.js --queue-concurrency reports=2', 'at most 2 report jobs at once on this agent')
         .example('$0 agent --handlers ./tasks.js --cron-file ./cron.json', 'also create or update the schedules in cron.json'),
     async (argv) => {
       const config = configFromFlags(argv, { WIDA_WORKER_CONCURRENCY: argv.concurrency });
+      const queueConcurrency = argv['queue-concurrency'] === undefined ? undefined : parseQueueConcurrency(argv['queue-concurrency']);
       const handlers = argv.handlers ? await loadHandlers(argv.handlers) : {};
       if (argv['cron-file']) checkCronFile(argv['cron-file']);
-      const logger = createLogger();
+      const logger = createLogger(config.WIDA_LOG_LEVEL);
       const agent = createAgent({
         databaseUrl: await resolveDatabaseUrl(config, { migrate: false }), // the agent migrates (or checks) itself
         schema: config.WIDA_SCHEMA,
         handlers,
         queues: argv.queues ? argv.queues.split(',').map((q) => q.trim()).filter(Boolean) : undefined,
         concurrency: config.WIDA_WORKER_CONCURRENCY,
+        queueConcurrency,
         leaseMs: config.WIDA_LEASE,
         pollIntervalMs: config.WIDA_POLL_INTERVAL,
         retentionMs: config.WIDA_RETENTION,
@@ -41,8 +48,10 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         shutdownGraceMs: config.WIDA_SHUTDOWN_GRACE,
         migrate: argv.migrate,
         cronFile: argv['cron-file'],
+        heartbeatIntervalMs: config.WIDA_HEARTBEAT_INTERVAL,
+        rescueIntervalMs: config.WIDA_RESCUE_INTERVAL,
+        prefetch: config.WIDA_PREFETCH,
         logger,
-        ...intervalOverrides(),
       });
       // Listening before start(): jobs are claimed while it runs, and a stop() during it waits and then drains.
       const stopped = new Promise<void>((done) => {
@@ -73,25 +82,25 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
   );
 }
 
+/** "reports=2,emails=1" -> { reports: 2, emails: 1 }; anything else is a usage error naming the flag. */
+export function parseQueueConcurrency(text: string): Record<string, number> {
+  const limits = new Map<string, number>();
+  for (const part of text.split(',').map((item) => item.trim()).filter(Boolean)) {
+    const match = /^([^=\s]+)\s*=\s*(\d+)$/.exec(part);
+    const limit = match ? Number(match[2]) : 0;
+    if (!match || !Number.isSafeInteger(limit) || limit < 1) {
+      throw new UsageError(`--queue-concurrency takes QUEUE=N pairs separated by commas, N a whole number of at least 1 (e.g. reports=2,emails=5); got ${JSON.stringify(part)}`);
+    }
+    if (limits.has(match[1])) throw new UsageError(`--queue-concurrency names queue "${match[1]}" twice`);
+    limits.set(match[1], limit);
+  }
+  if (limits.size === 0) throw new UsageError('--queue-concurrency names no queue; expected QUEUE=N pairs such as reports=2,emails=5');
+  return Object.fromEntries(limits);
+}
+
 /** A bad schedule file is a usage error before anything starts (the agent reads it again at start). */
 function checkCronFile(file: string): void {
   readCronFile(file).forEach((spec, i) => toCronScheduleWrite(spec, `${file}: cron schedule ${i} (${(spec as { name?: string })?.name ?? 'unnamed'}): `));
-}
-
-/** Test and tuning knobs read from the environment: WIDA_HEARTBEAT_INTERVAL, WIDA_RESCUE_INTERVAL, WIDA_PREFETCH. */
-function intervalOverrides() {
-  const read = (name: string) => {
-    const value = process.env[name];
-    if (value === undefined || value === '') return undefined;
-    const ms = parseDuration(value);
-    if (ms === undefined) throw new ConfigError(`${name} must be a duration such as 500ms or 5s; got ${JSON.stringify(value)}`);
-    return ms;
-  };
-  return {
-    heartbeatIntervalMs: read('WIDA_HEARTBEAT_INTERVAL'),
-    rescueIntervalMs: read('WIDA_RESCUE_INTERVAL'),
-    prefetch: read('WIDA_PREFETCH'),
-  };
 }
 
 export async function loadHandlers(file: string): Promise<Handlers> {

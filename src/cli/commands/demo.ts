@@ -38,7 +38,7 @@ export function demoCommand(yargs: Argv<CommonFlags>) {
         leaseMs: config.WIDA_LEASE,
         pollIntervalMs: config.WIDA_POLL_INTERVAL,
         shutdownGraceMs: config.WIDA_SHUTDOWN_GRACE,
-        logger: createLogger((process.env.WIDA_LOG_LEVEL as 'info' | undefined) ?? 'error'),
+        logger: createLogger(config.WIDA_LOG_LEVEL ?? 'error'),
       });
       await agent.start();
       const pool = createPool(databaseUrl, { max: 2, applicationName: 'wida demo' });

@@ -7,7 +7,7 @@ export function queueCommands(yargs: Argv<CommonFlags>) {
   return yargs
     .command(
       'queues',
-      'list queues: jobs by state, paused, concurrency limit',
+      'list queues: jobs by state, and whether paused',
       (y) => y.example('$0 queues', 'a table of every queue').example('$0 queues --json', 'as JSON'),
       async (argv) => {
         const queues = await withClient(argv, ({ client }) => client.listQueues());
@@ -18,7 +18,6 @@ export function queueCommands(yargs: Argv<CommonFlags>) {
             { header: 'QUEUE', value: (queue) => queue.name },
             { header: 'PAUSED', value: (queue) => (queue.paused ? 'yes' : 'no') },
             ...JOB_STATES.map((state) => ({ header: state.toUpperCase(), value: (queue: { counts: Record<string, number> }) => queue.counts[state] ?? 0, right: true })),
-            { header: 'LIMIT', value: (queue) => queue.concurrencyLimit ?? '', right: true },
           ],
           '(no queues yet: enqueue a job with `wida enqueue TASK`)',
         );

@@ -27,7 +27,6 @@ export async function queueSetPaused(db: SchemaDb, name: string, paused: boolean
 export interface QueueSummary {
   name: string;
   paused: boolean;
-  concurrencyLimit: number | null;
   counts: Record<string, number>;
 }
 
@@ -35,7 +34,7 @@ const SUMMARY = statement(
   'queue_summary',
   `WITH counts AS (SELECT queue, state, count(*)::integer AS n FROM @.jobs GROUP BY queue, state),
         names AS (SELECT queue AS name FROM counts UNION SELECT name FROM @.queues)
-   SELECT names.name, coalesce(q.paused, false) AS paused, q.concurrency_limit,
+   SELECT names.name, coalesce(q.paused, false) AS paused,
           coalesce((SELECT jsonb_object_agg(c.state, c.n) FROM counts c WHERE c.queue = names.name), '{}') AS counts
      FROM names LEFT JOIN @.queues q ON q.name = names.name
     ORDER BY names.name`,
@@ -44,5 +43,5 @@ const SUMMARY = statement(
 /** Every queue that has jobs or settings, with its job counts by state. */
 export async function queueSummaries(db: SchemaDb): Promise<QueueSummary[]> {
   const rows = await db.rows(SUMMARY);
-  return rows.map((row) => ({ name: row.name, paused: row.paused, concurrencyLimit: row.concurrency_limit, counts: row.counts }));
+  return rows.map((row) => ({ name: row.name, paused: row.paused, counts: row.counts }));
 }

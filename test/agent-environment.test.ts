@@ -1,0 +1,81 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createAgent, type Agent } from '../src/agent/agent.js';
+import { createClient, type WidaClient } from '../src/shared/client.js';
+import { silentLogger } from '../src/shared/logger.js';
+import { stopWithin } from './support/agents.js';
+import { useTestSchema, waitFor } from './support/database.js';
+import { configErrorFrom } from './support/errors.js';
+
+const t = useTestSchema('env');
+const KEYS = ['WIDA_DATABASE_URL', 'WIDA_SCHEMA', 'WIDA_JOB_TIMEOUT', 'WIDA_POLL_INTERVAL', 'WIDA_HEARTBEAT_INTERVAL', 'WIDA_WORKER_CONCURRENCY'] as const;
+const saved = Object.fromEntries(KEYS.map((key) => [key, process.env[key]]));
+const opened: { agent?: Agent; client?: WidaClient } = {};
+
+afterEach(async () => {
+  for (const key of KEYS) {
+    if (saved[key] === undefined) delete process.env[key];
+    else process.env[key] = saved[key];
+  }
+  if (opened.agent) expect(await stopWithin(opened.agent, 10_000)).toBe(true);
+  await opened.client?.close();
+  opened.agent = opened.client = undefined;
+});
+
+describe('createAgent configured by the environment, as createClient is', () => {
+  it('an agent and a client given no options meet in the schema WIDA_SCHEMA names, and the agent takes its settings from the environment', async () => {
+    Object.assign(process.env, {
+      WIDA_DATABASE_URL: t.url,
+      WIDA_SCHEMA: t.schema,
+      WIDA_JOB_TIMEOUT: '300ms',
+      WIDA_POLL_INTERVAL: '50ms',
+      WIDA_HEARTBEAT_INTERVAL: '700ms',
+      WIDA_WORKER_CONCURRENCY: '3',
+    });
+    const ran: number[] = [];
+    opened.agent = createAgent({
+      logger: silentLogger,
+      handlers: {
+        quick: async (_payload, { job }) => void ran.push(job.id),
+        forever: () => new Promise(() => {}),
+      },
+    });
+    await opened.agent.start();
+    opened.client = createClient();
+    const quick = await opened.client.enqueue({ task: 'quick' });
+    const stuck = await opened.client.enqueue({ task: 'forever', maxAttempts: 1 });
+
+    await waitFor('the quick job to run', () => ran.includes(quick.id));
+    const dead = await waitFor('the stuck job to time out', async () => {
+      const job = await t.client.getJob(stuck.id);
+      return job.state === 'dead' ? job : undefined;
+    });
+    expect(dead.lastError).toContain('timed out after 300 ms');
+    const [row] = (await t.client.listAgents()).filter((agent) => agent.id === opened.agent!.id);
+    expect(row).toMatchObject({ concurrency: 3, heartbeatIntervalMs: 700 });
+  });
+
+  it('options still win over the environment', async () => {
+    Object.assign(process.env, { WIDA_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none', WIDA_SCHEMA: 'elsewhere', WIDA_POLL_INTERVAL: '50ms' });
+    const ran: number[] = [];
+    opened.agent = createAgent({
+      databaseUrl: t.url,
+      schema: t.schema,
+      logger: silentLogger,
+      handlers: { quick: async (_payload, { job }) => void ran.push(job.id) },
+    });
+    await opened.agent.start();
+    const { id } = await t.client.enqueue({ task: 'quick' });
+    await waitFor('the job to run', () => ran.includes(id));
+  });
+
+  it('with no database anywhere, createAgent says how to name one', () => {
+    delete process.env.WIDA_DATABASE_URL;
+    const error = configErrorFrom(() => createAgent({ handlers: {} }));
+    expect(error.message).toBe('no database configured: pass databaseUrl to createAgent, or set WIDA_DATABASE_URL');
+  });
+
+  it('a bad environment value is named before anything connects', () => {
+    Object.assign(process.env, { WIDA_DATABASE_URL: t.url, WIDA_JOB_TIMEOUT: 'soon' });
+    expect(configErrorFrom(() => createAgent({ handlers: {} })).message).toContain('WIDA_JOB_TIMEOUT');
+  });
+});
