@@ -227,6 +227,7 @@ describe('usage errors', () => {
     ] as const;
     await Promise.all(refusals.map(([value, message]) => expectFailure(['agent', '--queue-concurrency', value], 2, message)));
     await expectFailure(['agent'], 2, /WIDA_LOG_LEVEL must be one of debug, info, warn, error/, { env: { WIDA_LOG_LEVEL: 'loud' } });
+    await expectFailure(['agent'], 2, /^wida: WIDA_POLL_INTERVAL \(10000 ms\) must not be longer than WIDA_LEASE \(5000 ms\)\n/, { env: { WIDA_LEASE: '5s', WIDA_POLL_INTERVAL: '10s' } });
     expect(await t.client.listAgents()).toEqual([]);
   });
 

@@ -255,6 +255,28 @@ describe('idempotency keys', () => {
     expect(new Set(results.map((r) => r.id))).toEqual(new Set([created[0].id]));
   });
 
+  it('concurrent batches sharing keys in opposite orders neither deadlock nor duplicate, and keep ids in input order', async () => {
+    const keys = Array.from({ length: 200 }, (_, i) => `opposed-${i}`);
+    const batch = (order: string[]) => order.map((key) => ({ task: 'opposed', payload: key, idempotencyKey: key }));
+    for (let round = 0; round < 3; round++) {
+      const roundKeys = keys.map((key) => `${key}-${round}`);
+      const [forward, backward] = await Promise.all([
+        t.client.enqueueMany([{ task: 'opposed', payload: 'unkeyed-1' }, ...batch(roundKeys), { task: 'opposed', payload: 'unkeyed-2' }]),
+        t.client.enqueueMany(batch([...roundKeys].reverse())),
+      ]);
+      expect(await countJobs('idempotency_key = ANY($1)', [roundKeys])).toBe(200);
+      const created = [...forward.slice(1, -1), ...backward].filter((result) => !result.duplicate);
+      expect(created).toHaveLength(200);
+      // The jobs each batch created have ids in its input order: the claim runs a batch's jobs in that order.
+      for (const results of [forward, backward]) {
+        const ids = results.filter((result) => !result.duplicate).map((result) => result.id);
+        expect(ids).toEqual([...ids].sort((x, y) => x - y));
+      }
+      expect((await t.client.getJob(forward[0].id)).payload).toBe('unkeyed-1');
+      expect((await t.client.getJob(forward[201].id)).payload).toBe('unkeyed-2');
+    }
+  });
+
   it('a later enqueue with a used key returns the existing job and changes nothing', async () => {
     const first = await t.client.enqueue({ task: 'charge', payload: { v: 1 }, idempotencyKey: 'later-dup' });
     const again = await t.client.enqueue({ task: 'other', payload: { v: 2 }, queue: 'elsewhere', idempotencyKey: 'later-dup' });

@@ -131,7 +131,7 @@ describe('migrateUp / migrateDown', () => {
     expect(await migrateDown(url, schema)).toEqual([1]);
     expect(await tables(schema)).toEqual(['migrations']);
     expect(await functions(schema)).toEqual([]);
-    expect(await migrateDown(url, schema)).toEqual([]);
+    await expect(migrateDown(url, schema)).rejects.toThrow(`schema "${schema}" has no migrations applied; there is nothing to revert`);
 
     expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6]);
     const client = createClient({ pool, schema });
@@ -147,6 +147,13 @@ describe('migrateUp / migrateDown', () => {
     }
     await expect(migrateDown(url, schema, 7)).rejects.toThrow(/cannot revert 7 migrations of schema "[a-z0-9_]+": 6 are applied; nothing was reverted/);
     expect(await migrateDown(url, schema, 6)).toEqual([6, 5, 4, 3, 2, 1]);
+  });
+
+  it('migrateDown on a schema that does not exist says there is nothing to revert, and creates nothing', async () => {
+    const schema = freshSchema();
+    await expect(migrateDown(url, schema)).rejects.toMatchObject({ code: 'MIGRATION_FAILED', message: `schema "${schema}" has no migrations applied; there is nothing to revert` });
+    const { rows } = await pool.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = $1`, [schema]);
+    expect(rows[0].n).toBe(0);
   });
 
   it('migrationStatus lists every known migration with when it was applied', async () => {

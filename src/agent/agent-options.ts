@@ -87,13 +87,18 @@ export function resolveAgentSettings(options: EnvironmentBacked): AgentSettings 
   const databaseUrl = options.databaseUrl ?? config?.WIDA_DATABASE_URL;
   if (!databaseUrl) throw new ConfigError('no database configured: pass databaseUrl to createAgent, or set WIDA_DATABASE_URL');
   const leaseMs = options.leaseMs ?? config!.WIDA_LEASE;
+  const pollIntervalMs = options.pollIntervalMs ?? config!.WIDA_POLL_INTERVAL ?? Math.min(1_000, leaseMs);
+  checkPollWithinLease(pollIntervalMs, leaseMs, {
+    poll: given(options.pollIntervalMs) ? 'pollIntervalMs' : 'WIDA_POLL_INTERVAL',
+    lease: given(options.leaseMs) ? 'leaseMs' : 'WIDA_LEASE',
+  });
   const concurrency = options.concurrency ?? config!.WIDA_WORKER_CONCURRENCY;
   return {
     databaseUrl,
     schema: options.schema ?? config!.WIDA_SCHEMA,
     concurrency,
     leaseMs,
-    pollIntervalMs: options.pollIntervalMs ?? config!.WIDA_POLL_INTERVAL,
+    pollIntervalMs,
     retentionMs: options.retentionMs ?? config!.WIDA_RETENTION,
     defaultTimeoutMs: options.defaultTimeoutMs ?? config!.WIDA_JOB_TIMEOUT,
     shutdownGraceMs: options.shutdownGraceMs ?? config!.WIDA_SHUTDOWN_GRACE,
@@ -103,6 +108,15 @@ export function resolveAgentSettings(options: EnvironmentBacked): AgentSettings 
     prefetch: options.prefetch ?? config!.WIDA_PREFETCH ?? concurrency,
     logger: options.logger ?? createLogger(config!.WIDA_LOG_LEVEL),
   };
+}
+
+/**
+ * A poll interval longer than the lease means a lost notification costs more than a lease. Checked on the values in
+ * effect, named as the caller gave them (an option to createAgent, or a variable).
+ */
+export function checkPollWithinLease(pollIntervalMs: number, leaseMs: number, names = { poll: 'WIDA_POLL_INTERVAL', lease: 'WIDA_LEASE' }): void {
+  if (pollIntervalMs <= leaseMs) return;
+  throw new ConfigError(`${names.poll} (${pollIntervalMs} ms) must not be longer than ${names.lease} (${leaseMs} ms)`);
 }
 
 /** Which variable backs each option (the logger's level is WIDA_LOG_LEVEL). */

@@ -43,7 +43,7 @@ export interface AgentOptions {
   prefetch?: number;
   /** env WIDA_LEASE, default 30 s */
   leaseMs?: number;
-  /** env WIDA_POLL_INTERVAL, default 1 s */
+  /** env WIDA_POLL_INTERVAL, default 1 s or the lease if shorter; not longer than the lease */
   pollIntervalMs?: number;
   heartbeatIntervalMs?: number;
   rescueIntervalMs?: number;

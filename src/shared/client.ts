@@ -19,6 +19,7 @@ export interface ClientOptions {
   schema?: string;
   /** use this pool instead of opening one (it is not closed by close()) */
   pool?: pg.Pool;
+  /** defaults to WIDA_MAX_PAYLOAD_BYTES, then 1 MiB */
   maxPayloadBytes?: number;
 }
 
@@ -82,7 +83,8 @@ export interface WidaClient {
 
 /** The application's handle on Wida: enqueue jobs and run operator actions. */
 export function createClient(options: ClientOptions = {}): WidaClient {
-  const config = options.databaseUrl && options.schema ? undefined : loadConfig();
+  // The environment fills in what the options leave out (as for createAgent); it is read only then.
+  const config = (options.databaseUrl || options.pool) && options.schema && options.maxPayloadBytes != null ? undefined : loadConfig();
   const databaseUrl = options.databaseUrl ?? config?.WIDA_DATABASE_URL;
   const schema = options.schema ?? config?.WIDA_SCHEMA ?? 'wida';
   if (!options.pool && !databaseUrl) {

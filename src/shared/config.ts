@@ -10,8 +10,17 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from './job-spec.js';
 import { LOG_LEVELS } from './logger.js';
 import { validateSchemaName } from './db/sql.js';
 
-const positiveInt = (name: string) =>
-  z.coerce.number({ error: `${name} must be a whole number` }).int(`${name} must be a whole number`).positive(`${name} must be greater than 0`);
+/** Digits only: Number() would also take 0x10, 1e3 or " 7 ". */
+const wholeNumber = (name: string, { min = 0, max = Number.MAX_SAFE_INTEGER }: { min?: number; max?: number } = {}) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' ? (/^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN) : value),
+    z
+      .number({ error: `${name} must be a whole number` })
+      .int(`${name} must be a whole number`)
+      .min(min, min === 1 ? `${name} must be greater than 0` : `${name} must be ${min} or more`)
+      .max(max, `${name} must be at most ${max}`),
+  );
+const positiveInt = (name: string, max?: number) => wholeNumber(name, { min: 1, max });
 
 /** Settings from the environment (and .env). Flags override these in the CLI before validation. */
 const configSchema = z
@@ -33,11 +42,12 @@ const configSchema = z
         return false;
       }
     }, 'WIDA_SCHEMA must be lowercase letters, digits and _, starting with a letter or _, at most 47 characters'),
-    WIDA_PORT: positiveInt('WIDA_PORT').max(65535, 'WIDA_PORT must be at most 65535').default(7070),
+    WIDA_PORT: positiveInt('WIDA_PORT', 65535).default(7070),
     WIDA_WORKER_CONCURRENCY: positiveInt('WIDA_WORKER_CONCURRENCY').default(10),
     WIDA_MAX_PAYLOAD_BYTES: positiveInt('WIDA_MAX_PAYLOAD_BYTES').default(DEFAULT_MAX_PAYLOAD_BYTES),
     WIDA_LEASE: durationField('WIDA_LEASE', { min: 1000 }).default(30_000),
-    WIDA_POLL_INTERVAL: durationField('WIDA_POLL_INTERVAL', { min: 10 }).default(1_000),
+    // No default: the agent's is 1 s, or the lease when that is shorter.
+    WIDA_POLL_INTERVAL: durationField('WIDA_POLL_INTERVAL', { min: 10 }).optional(),
     WIDA_SHUTDOWN_GRACE: durationField('WIDA_SHUTDOWN_GRACE').default(10_000),
     // Compared in SQL only, never a timer: months or years of history are a normal setting.
     WIDA_RETENTION: durationField('WIDA_RETENTION', { max: MAX_RETENTION_MS }).default(86_400_000),
@@ -46,14 +56,11 @@ const configSchema = z
     // and the agent logs from info up, the demo only errors (its own output is the show).
     WIDA_HEARTBEAT_INTERVAL: durationField('WIDA_HEARTBEAT_INTERVAL', { min: 1 }).optional(),
     WIDA_RESCUE_INTERVAL: durationField('WIDA_RESCUE_INTERVAL', { min: 1 }).optional(),
-    WIDA_PREFETCH: z.coerce.number({ error: 'WIDA_PREFETCH must be a whole number' }).int('WIDA_PREFETCH must be a whole number').min(0, 'WIDA_PREFETCH must be 0 or more').optional(),
+    WIDA_PREFETCH: wholeNumber('WIDA_PREFETCH').optional(),
     WIDA_LOG_LEVEL: z.enum(LOG_LEVELS, { error: `WIDA_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).optional(),
-  })
-  .superRefine((config, ctx) => {
-    if (config.WIDA_POLL_INTERVAL > config.WIDA_LEASE) {
-      ctx.addIssue({ code: 'custom', path: ['WIDA_POLL_INTERVAL'], message: 'WIDA_POLL_INTERVAL must not be longer than WIDA_LEASE' });
-    }
   });
+// The poll interval is checked against the lease where both are known, in the agent's settings: an option given to
+// createAgent replaces the variable, so a check of the variables alone refused settings that were never used.
 
 export type WidaConfig = Readonly<z.output<typeof configSchema>>;
 export type ConfigInput = Partial<Record<keyof z.input<typeof configSchema>, string | number | undefined>>;
@@ -87,7 +94,8 @@ export function loadConfig(
   const merged: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = flags[key as keyof ConfigInput] ?? env[key] ?? dotEnv[key];
-    if (value !== undefined && value !== '') merged[key] = value;
+    // Blank is unset: z.coerce would read " " as 0 (WIDA_PREFETCH=' ' turned prefetch off).
+    if (value !== undefined && String(value).trim() !== '') merged[key] = value;
   }
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Argv } from 'yargs';
 import { createAgent } from '../../agent/agent.js';
+import { checkPollWithinLease } from '../../agent/agent-options.js';
 import type { Handlers } from '../../agent/worker/executors/executor.js';
 import { readCronFile, toCronScheduleWrite } from '../../shared/cron-admin.js';
 import { ConfigError } from '../../shared/errors.js';
@@ -30,6 +31,7 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         .example('$0 agent --handlers ./tasks.js --cron-file ./cron.json', 'also create or update the schedules in cron.json'),
     async (argv) => {
       const config = configFromFlags(argv, { WIDA_WORKER_CONCURRENCY: argv.concurrency });
+      if (config.WIDA_POLL_INTERVAL !== undefined) checkPollWithinLease(config.WIDA_POLL_INTERVAL, config.WIDA_LEASE);
       const queueConcurrency = argv['queue-concurrency'] === undefined ? undefined : parseQueueConcurrency(argv['queue-concurrency']);
       const handlers = argv.handlers ? await loadHandlers(argv.handlers) : {};
       if (argv['cron-file']) checkCronFile(argv['cron-file']);

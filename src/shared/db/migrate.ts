@@ -97,12 +97,16 @@ export interface MigrationLockLimits {
 
 const LOCK_NOT_AVAILABLE = '55P03';
 
-/** Runs `work` on a dedicated connection holding the schema's migration lock, so two migrators never interleave. */
+/**
+ * Runs `work` on a dedicated connection holding the schema's migration lock, so two migrators never interleave.
+ * `create`: make the schema and its migrations table first (not for a revert, which must not create anything).
+ */
 async function withMigrationLock<T>(
   connectionString: string,
   schema: string,
   limits: MigrationLockLimits,
   work: (client: pg.Client) => Promise<T>,
+  { create = true }: { create?: boolean } = {},
 ): Promise<T> {
   validateSchemaName(schema);
   const client = await connectMigrationClient(connectionString);
@@ -119,7 +123,7 @@ async function withMigrationLock<T>(
       );
     }
     await migratorLockTimeout(client, limits.tableLockMs ?? 2_000);
-    await migrationsTableCreate(client, schema);
+    if (create) await migrationsTableCreate(client, schema);
     return await work(client);
   } finally {
     await migrationLockRelease(client, schema).catch(() => {});
@@ -197,8 +201,10 @@ export async function migrateDown(
   // A negative count once reverted all but one migration (slice(0, -1)), dropping tables and their rows.
   if (!Number.isInteger(steps) || steps < 1) throw new ValidationError('steps', `steps must be a whole number of at least 1; got ${steps}`);
   return withMigrationLock(connectionString, schema, limits, async (client) => {
-    const applied = [...(await migrationsApplied(client, schema)).keys()].sort((a, b) => b - a);
-    if (applied.length > 0 && steps > applied.length) {
+    const present = await migrationsTablePresent(client, schema);
+    const applied = present ? [...(await migrationsApplied(client, schema)).keys()].sort((a, b) => b - a) : [];
+    if (applied.length === 0) throw new MigrationError(`schema "${schema}" has no migrations applied; there is nothing to revert`);
+    if (steps > applied.length) {
       throw new ValidationError(
         'steps',
         `cannot revert ${steps} migrations of schema "${schema}": ${applied.length} ${applied.length === 1 ? 'is' : 'are'} applied; nothing was reverted`,
@@ -216,7 +222,7 @@ export async function migrateDown(
       reverted.push(version);
     }
     return reverted;
-  });
+  }, { create: false });
 }
 
 /** Every known migration and whether it is applied. Reads only: a schema that does not exist is all pending. */

@@ -7,7 +7,16 @@ import { useTestSchema, waitFor } from './support/database.js';
 import { configErrorFrom } from './support/errors.js';
 
 const t = useTestSchema('env');
-const KEYS = ['WIDA_DATABASE_URL', 'WIDA_SCHEMA', 'WIDA_JOB_TIMEOUT', 'WIDA_POLL_INTERVAL', 'WIDA_HEARTBEAT_INTERVAL', 'WIDA_WORKER_CONCURRENCY'] as const;
+const KEYS = [
+  'WIDA_DATABASE_URL',
+  'WIDA_SCHEMA',
+  'WIDA_JOB_TIMEOUT',
+  'WIDA_POLL_INTERVAL',
+  'WIDA_LEASE',
+  'WIDA_HEARTBEAT_INTERVAL',
+  'WIDA_WORKER_CONCURRENCY',
+  'WIDA_MAX_PAYLOAD_BYTES',
+] as const;
 const saved = Object.fromEntries(KEYS.map((key) => [key, process.env[key]]));
 const opened: { agent?: Agent; client?: WidaClient } = {};
 
@@ -21,7 +30,7 @@ afterEach(async () => {
   opened.agent = opened.client = undefined;
 });
 
-describe('createAgent configured by the environment, as createClient is', () => {
+describe('createAgent and createClient configured by the environment', () => {
   it('an agent and a client given no options meet in the schema WIDA_SCHEMA names, and the agent takes its settings from the environment', async () => {
     Object.assign(process.env, {
       WIDA_DATABASE_URL: t.url,
@@ -72,6 +81,26 @@ describe('createAgent configured by the environment, as createClient is', () => 
     delete process.env.WIDA_DATABASE_URL;
     const error = configErrorFrom(() => createAgent({ handlers: {} }));
     expect(error.message).toBe('no database configured: pass databaseUrl to createAgent, or set WIDA_DATABASE_URL');
+  });
+
+  it('the poll interval in effect must not pass the lease in effect, whichever of option or variable gave each', () => {
+    Object.assign(process.env, { WIDA_DATABASE_URL: t.url, WIDA_POLL_INTERVAL: '45s' });
+    expect(() => createAgent({ handlers: {}, leaseMs: 60_000, logger: silentLogger })).not.toThrow();
+    expect(configErrorFrom(() => createAgent({ handlers: {} })).message).toBe('WIDA_POLL_INTERVAL (45000 ms) must not be longer than WIDA_LEASE (30000 ms)');
+    Object.assign(process.env, { WIDA_POLL_INTERVAL: '1s', WIDA_LEASE: '5s' });
+    expect(configErrorFrom(() => createAgent({ handlers: {}, pollIntervalMs: 6_000 })).message).toBe('pollIntervalMs (6000 ms) must not be longer than WIDA_LEASE (5000 ms)');
+    expect(configErrorFrom(() => createAgent({ handlers: {}, leaseMs: 500 })).message).toBe('WIDA_POLL_INTERVAL (1000 ms) must not be longer than leaseMs (500 ms)');
+    // Not set anywhere, the poll interval is 1 s or the lease if that is shorter.
+    delete process.env.WIDA_POLL_INTERVAL;
+    expect(() => createAgent({ handlers: {}, leaseMs: 500, logger: silentLogger })).not.toThrow();
+  });
+
+  it('createClient takes WIDA_MAX_PAYLOAD_BYTES unless given maxPayloadBytes, also when given a pool and a schema', async () => {
+    process.env.WIDA_MAX_PAYLOAD_BYTES = '100';
+    const limited = createClient({ pool: t.pool, schema: t.schema });
+    await expect(limited.enqueue({ task: 'big', payload: 'x'.repeat(200) })).rejects.toThrow(/payload is 202 bytes; the limit is 100 bytes/);
+    const roomy = createClient({ pool: t.pool, schema: t.schema, maxPayloadBytes: 1_000 });
+    expect((await roomy.enqueue({ task: 'big', payload: 'x'.repeat(200) })).duplicate).toBe(false);
   });
 
   it('a bad environment value is named before anything connects', () => {
