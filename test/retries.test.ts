@@ -184,6 +184,50 @@ describe('failing handlers', () => {
     }
   });
 
+  it('a thrown value that breaks when read (non-text message or stack, throwing getters, a hostile Proxy, a cycle without prototype, a Symbol) is a failed attempt; the agent carries on', async () => {
+    const hostile: Record<string, () => unknown> = {
+      numeric_message: () => Object.assign(new Error('x'), { message: 503 }),
+      numeric_stack: () => Object.assign(new Error('stack is a number'), { stack: 42 }),
+      throwing_message: () => {
+        const error = new Error('hidden');
+        Object.defineProperty(error, 'message', { get: () => { throw new Error('no message for you'); } });
+        return error;
+      },
+      throwing_stack: () => {
+        const error = new Error('stack getter throws');
+        Object.defineProperty(error, 'stack', { get: () => { throw new Error('no stack'); } });
+        return error;
+      },
+      proxy: () => new Proxy({}, { getPrototypeOf: () => { throw new Error('no prototype'); } }),
+      null_prototype_cycle: () => {
+        const value = Object.create(null);
+        value.self = value;
+        return value;
+      },
+      symbol: () => Symbol('boom'),
+    };
+    await startAgent({
+      handlers: {
+        ...Object.fromEntries(Object.entries(hostile).map(([task, make]) => [task, () => { throw make(); }])),
+        fine: () => 'ok',
+      },
+    });
+    const ids = await Promise.all(Object.keys(hostile).map((task) => enqueue({ task, maxAttempts: 1 })));
+    const jobs = await Promise.all(ids.map((id) => waitForState(id, ['dead'])));
+    const errors = Object.fromEntries(jobs.map((job) => [job.task, job.lastError]));
+    expect(errors).toEqual({
+      numeric_message: '503',
+      numeric_stack: 'stack is a number',
+      throwing_message: 'Error',
+      throwing_stack: 'stack getter throws',
+      proxy: expect.stringMatching(/^non-Error thrown: /),
+      null_prototype_cycle: expect.stringMatching(/^non-Error thrown: .*self.*Circular/),
+      symbol: 'non-Error thrown: Symbol(boom)',
+    });
+    expect(jobs.every((job) => job.attemptLog.length === 1 && job.attemptLog[0].outcome === 'failed')).toBe(true);
+    expect((await waitForState(await enqueue({ task: 'fine' }), ['completed'])).result).toBe('ok');
+  });
+
   it('PermanentFailure and failPermanently() make the job dead after one attempt', async () => {
     await startAgent({
       handlers: {
@@ -233,6 +277,19 @@ describe('failing handlers', () => {
     const done = await waitForState(id, ['completed', 'dead']);
     expect(done).toMatchObject({ state: 'completed', attempt: 1, result: 'woke up' });
     expect(calls).toEqual([1, 1]);
+  });
+
+  it('a snooze that is not a duration from 0 to 100 years is a failed attempt naming the value, at once (not left to the lease)', async () => {
+    expect(() => new Snooze(undefined as unknown as string)).toThrow('snooze delay must be a duration from 0 to 100 years, such as 30s or a number of milliseconds; got undefined');
+    expect(() => new Snooze({} as unknown as string)).toThrow(/got \[object Object\]$/);
+    expect(() => new Snooze(1e300)).toThrow(/from 0 to 100 years.*got 1e\+300/);
+    expect(() => new Snooze('-5s')).toThrow(/got "-5s"/);
+    expect(new Snooze(100 * 365 * 86_400_000).delayMs).toBe(100 * 365 * 86_400_000);
+    expect(new Snooze(0).delayMs).toBe(0);
+
+    await startAgent({ handlers: { snooze_forever: () => snooze(1e16) } });
+    const job = await waitForState(await enqueue({ task: 'snooze_forever', maxAttempts: 1 }), ['dead'], 5_000);
+    expect(job.attemptLog).toEqual([expect.objectContaining({ outcome: 'failed', error: expect.stringMatching(/snooze delay must be a duration from 0 to 100 years.*got 10000000000000000$/) })]);
   });
 
   it('throw new Snooze(ms) works the same way', async () => {

@@ -6,6 +6,7 @@ const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 /** Parses "250ms", "30s", "5m", "2h", "1d" or a plain number of milliseconds; undefined if it is neither. */
 export function parseDuration(input: string | number): number | undefined {
   if (typeof input === 'number') return Number.isFinite(input) ? Math.round(input) : undefined;
+  if (typeof input !== 'string') return undefined; // from untyped callers: a handler's snooze(undefined)
   const text = input.trim();
   if (/^\d+$/.test(text)) return Number(text);
   const match = DURATION.exec(text);

@@ -1,11 +1,11 @@
 import type { SchemaDb } from '../../shared/db/sql.js';
 import { jobClaimBatch, jobReleaseMany, leaseKey, type ClaimedJob, type LeaseRef } from '../../shared/db/queries/jobs-runs.js';
-import { PermanentFailure, Snooze } from '../../shared/handler-signals.js';
 import type { Logger } from '../../shared/logger.js';
 import { JobAbort } from './abort-reasons.js';
 import { ClaimBuffer } from './claim-buffer.js';
 import type { Completer, HeldRun } from './completer.js';
 import { Deadlines } from './deadlines.js';
+import { classifyThrown, describeThrown } from './thrown-value.js';
 import type { Executor, JobContext, JobInfo } from './executors/executor.js';
 
 const MAX_CLAIMS_IN_FLIGHT = 2;
@@ -305,10 +305,13 @@ export class WorkerPool {
     } catch (error) {
       execution = Promise.reject(error);
     }
-    execution.then(
-      (result) => this.settle(entry, true, result),
-      (error) => this.settle(entry, false, error),
-    );
+    execution
+      .then(
+        (result) => this.settle(entry, true, result),
+        (error) => this.settle(entry, false, error),
+      )
+      // Not expected (settle handles any value), but an unhandled rejection here would end the agent.
+      .catch((error) => this.options.logger.error('recording the outcome of a run failed', { jobId: job.id, error: describeThrown(error).message }));
   }
 
   /**
@@ -350,18 +353,19 @@ export class WorkerPool {
     if (this.running.get(job.id) === entry) this.running.delete(job.id);
     if (this.hasQueueLimits) this.runningPerQueue.set(job.queue, this.runningPerQueue.get(job.queue)! - 1);
     const { completer } = this.options;
-    const error = ok ? undefined : value;
-    const run = () => ({ id: job.id, leaseEpoch: job.leaseEpoch, grantedAt: job.leaseGrantedAt });
+    const run = { id: job.id, leaseEpoch: job.leaseEpoch, grantedAt: job.leaseGrantedAt };
     if (ok) {
       completer.complete(job.id, job.leaseEpoch, job.leaseGrantedAt, value);
-    } else if (error instanceof JobAbort) {
-      // Cancelled or lost jobs are no longer ours to record; shutdown releases them instead.
-      if (error.outcome === 'timed_out') completer.fail({ ...run(), outcome: 'timed_out', error: error.message });
-    } else if (error instanceof Snooze) {
-      completer.fail({ ...run(), outcome: 'snoozed', error: error.message, snoozeMs: error.delayMs });
     } else {
-      const { message, stack } = describeError(error);
-      completer.fail({ ...run(), outcome: 'failed', error: message, stack, permanent: error instanceof PermanentFailure });
+      const thrown = classifyThrown(value);
+      if (thrown.kind === 'abort') {
+        // Cancelled or lost jobs are no longer ours to record; shutdown releases them instead.
+        if (thrown.abort.outcome === 'timed_out') completer.fail({ ...run, outcome: 'timed_out', error: thrown.abort.message });
+      } else if (thrown.kind === 'snooze') {
+        completer.fail({ ...run, outcome: 'snoozed', error: thrown.snooze.message, snoozeMs: thrown.snooze.delayMs });
+      } else {
+        completer.fail({ ...run, outcome: 'failed', error: thrown.message, stack: thrown.stack, permanent: thrown.permanent });
+      }
     }
     if (!this.landingClaim) {
       this.dispatch();
@@ -440,16 +444,5 @@ export class WorkerPool {
       await this.releaseOrLeave(leftover, 'running jobs');
     }
     await releasingBuffered;
-  }
-}
-
-/** A handler may throw anything; turn it into a message and maybe a stack. */
-export function describeError(error: unknown): { message: string; stack?: string } {
-  if (error instanceof Error) return { message: error.message || error.name, stack: error.stack };
-  if (typeof error === 'string') return { message: error };
-  try {
-    return { message: `non-Error thrown: ${JSON.stringify(error)}` };
-  } catch {
-    return { message: `non-Error thrown: ${String(error)}` };
   }
 }
