@@ -381,6 +381,45 @@ describe('outcomes the database cannot store', () => {
     if (job.state !== 'completed') expect(job.lastError).toMatch(/BigInt|serial|JSON/i);
   });
 
+  it('an outcome the database refuses is recorded as a failed attempt with the reason, not left to the lease', async () => {
+    // A real refusal: a trigger raising a data error (class 22) for these tasks' outcomes, as PostgreSQL does for a
+    // result string past jsonb's 256 MB.
+    await t.pool.query(`
+      CREATE FUNCTION "${t.schema}".refuse_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.task = 'refused_result' AND NEW.state = 'completed' THEN RAISE EXCEPTION 'result refused' USING ERRCODE = '22023'; END IF;
+        IF NEW.task = 'refused_failure' AND NEW.last_error = 'original error' THEN RAISE EXCEPTION 'failure refused' USING ERRCODE = '22023'; END IF;
+        IF NEW.task = 'refused_always' AND NEW.state <> 'running' THEN RAISE EXCEPTION 'always refused' USING ERRCODE = '22023'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse_outcome BEFORE UPDATE ON "${t.schema}".jobs FOR EACH ROW EXECUTE FUNCTION "${t.schema}".refuse_outcome();`);
+    try {
+      await startAgent({
+        leaseMs: 60_000,
+        handlers: {
+          refused_result: () => 'fine',
+          refused_failure: () => {
+            throw new Error('original error');
+          },
+          refused_always: () => {
+            throw new Error('nothing will do');
+          },
+          fine: () => 'ok',
+        },
+      });
+      const [result, failure, always] = await Promise.all(['refused_result', 'refused_failure', 'refused_always'].map((task) => enqueue({ task, maxAttempts: 1 })));
+      const byResult = await waitForState(result, ['dead'], 5_000);
+      expect(byResult.attemptLog).toEqual([expect.objectContaining({ outcome: 'failed', error: "the database refused to store the handler's result: result refused" })]);
+      const byFailure = await waitForState(failure, ['dead'], 5_000);
+      expect(byFailure.lastError).toBe("the database refused to store this attempt's outcome (failed: original error): failure refused");
+      // Refused twice: left to its lease (a minute here), still running, and the agent carries on.
+      expect((await waitForState(await enqueue({ task: 'fine' }), ['completed'])).result).toBe('ok');
+      expect((await t.client.getJob(always)).state).toBe('running');
+    } finally {
+      await t.pool.query(`DROP TRIGGER refuse_outcome ON "${t.schema}".jobs; DROP FUNCTION "${t.schema}".refuse_outcome()`);
+    }
+  });
+
   it('an error message with a NUL character does not block other jobs’ failures', async () => {
     await startAgent({
       concurrency: 2,

@@ -21,7 +21,10 @@ interface CompletedRun extends HeldRun {
   result: string | null;
 }
 
-type FailedHeldRun = FailedRun & HeldRun;
+type FailedHeldRun = FailedRun & HeldRun & {
+  /** this failure records an earlier outcome the database refused: refused again, it is left to the lease */
+  replacesRefused?: boolean;
+};
 
 /**
  * Collects finished runs and writes them in batches: one statement for all completions and one for all
@@ -104,12 +107,14 @@ export class Completer {
     const keepFailed = (runs: FailedHeldRun[]) => this.failed.push(...runs);
     const holdBackAgain = (runs: CompletedRun[]) => this.holdBack(this.heldBack, runs, true);
     const holdBackFailedAgain = (runs: FailedHeldRun[]) => this.holdBack(this.heldBackFailed, runs, true);
+    const completion = { what: 'completion', keep: keepCompleted, keepLocked: holdBackAgain, refused: this.completionRefused };
+    const failure = { what: 'failure', keep: keepFailed, keepLocked: holdBackFailedAgain, refused: this.failureRefused };
     await Promise.all([
-      completed.length > 0 && this.write('completion', completed, (runs) => this.storeCompleted(runs, false), keepCompleted, holdBackAgain),
+      completed.length > 0 && this.write(completed, (runs) => this.storeCompleted(runs, false), completion),
       // Most likely still locked: straight to the statement that skips locked rows, rather than wait again.
-      heldBack.length > 0 && this.write('completion', heldBack, (runs) => this.storeCompleted(runs, true), keepCompleted, holdBackAgain),
-      failed.length > 0 && this.write('failure', failed, (runs) => this.storeFailed(runs, false), keepFailed, holdBackFailedAgain),
-      heldBackFailed.length > 0 && this.write('failure', heldBackFailed, (runs) => this.storeFailed(runs, true), keepFailed, holdBackFailedAgain),
+      heldBack.length > 0 && this.write(heldBack, (runs) => this.storeCompleted(runs, true), completion),
+      failed.length > 0 && this.write(failed, (runs) => this.storeFailed(runs, false), failure),
+      heldBackFailed.length > 0 && this.write(heldBackFailed, (runs) => this.storeFailed(runs, true), failure),
     ]);
     this.writing = [];
   }
@@ -171,18 +176,44 @@ export class Completer {
   }
 
   /**
+   * A result the database will not store (a string past jsonb's 256 MB, say) fails the attempt with the reason.
+   * Left to the lease, as before, the job ran again a lease later with "lease expired" as its only error.
+   */
+  private readonly completionRefused = (run: CompletedRun, error: Error): void => {
+    const { id, leaseEpoch, grantedAt } = run;
+    this.fail({ id, leaseEpoch, grantedAt, outcome: 'failed', error: `the database refused to store the handler's result: ${error.message}`, replacesRefused: true });
+  };
+
+  /** A failure refused as written is recorded once more as a plain failed attempt with the reason, without its stack. */
+  private readonly failureRefused = (run: FailedHeldRun, error: Error): void => {
+    if (run.replacesRefused) {
+      this.logger.error("the database refused a job's outcome twice; its lease will expire and it will run again", { jobId: run.id, error: error.message });
+      return;
+    }
+    const { id, leaseEpoch, grantedAt, permanent } = run;
+    this.fail({
+      id,
+      leaseEpoch,
+      grantedAt,
+      outcome: 'failed',
+      permanent,
+      error: `the database refused to store this attempt's outcome (${run.outcome}: ${run.error.slice(0, 200)}): ${error.message}`,
+      replacesRefused: true,
+    });
+  };
+
+  /**
    * Stores `runs`, and deals with what goes wrong: a passing failure keeps the batch for the next flush; a
    * refusal or a lock timeout (a row the statement needs is held by another transaction, such as a dependent a
    * client is attaching jobs to) splits it, so the other runs are stored now. Runs that still time out on a
-   * lock go to `keepLocked`, refused ones are logged and left to their leases.
+   * lock go to `keepLocked`; a run the database refuses goes to `refused`.
    */
   private async write<T extends LeaseRef>(
-    what: string,
     runs: T[],
     store: (runs: T[]) => Promise<void>,
-    keep: (runs: T[]) => void,
-    keepLocked: (runs: T[]) => void = keep,
+    handlers: { what: string; keep: (runs: T[]) => void; keepLocked: (runs: T[]) => void; refused: (run: T, error: Error) => void },
   ): Promise<void> {
+    const { what, keep, keepLocked } = handlers;
     try {
       await store(runs);
       return;
@@ -206,10 +237,8 @@ export class Completer {
         if (isLockTimeout(error)) keepLocked([run]);
         else if (isTransientDatabaseError(error)) keep([run]);
         else {
-          this.logger.error(`the database refused the ${what} of a job; its lease will expire and it will run again`, {
-            jobId: run.id,
-            error: (error as Error).message,
-          });
+          this.logger.warn(`the database refused the ${what} of a job`, { jobId: run.id, error: (error as Error).message });
+          handlers.refused(run, error as Error);
         }
       }
     }
