@@ -360,6 +360,8 @@ describe('dead letter queue', () => {
     expect(await t.client.countDead({ queue: 'dlq_a' }, 1)).toBe(1);
     expect(await t.client.countDead({ task: 'dlq_t2' })).toBe(2);
     expect(await t.client.countDead({ queue: 'dlq_none' })).toBe(0);
+    expect(await t.client.countDead()).toBe(await t.client.countDead({}));
+    expect(await t.client.countDead()).toBeGreaterThanOrEqual(4);
     for (const cap of [0, -1, 1.5, Number.NaN]) await expect(t.client.countDead({}, cap)).rejects.toThrow(/invalid cap: cap must be a whole number/);
   });
 });

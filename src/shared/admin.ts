@@ -135,7 +135,7 @@ export async function replayDead(db: SchemaDb, filter: DeadFilter): Promise<numb
 }
 
 /** How many dead jobs match the filter, counted up to `cap` (for a question before a bulk action). */
-export async function countDead(db: SchemaDb, filter: DeadFilter, cap = 10_000): Promise<number> {
+export async function countDead(db: SchemaDb, filter: DeadFilter = {}, cap = 10_000): Promise<number> {
   if (!Number.isSafeInteger(cap) || cap < 1) throw new ValidationError('cap', `invalid cap: cap must be a whole number, 1 or more; got ${cap}`);
   return jobCountDead(db, checkDeadFilter(filter), cap);
 }

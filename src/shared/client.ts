@@ -55,7 +55,8 @@ export interface WidaClient {
   replayJob(id: number): Promise<admin.RunAgainOutcome>;
   listDead(filter?: Omit<admin.JobListFilter, 'states'>): Promise<admin.JobRow[]>;
   /** how many dead jobs match, counted up to `cap` (default 10,000) */
-  countDead(filter: admin.DeadFilter, cap?: number): Promise<number>;
+  /** every dead job when no filter is given */
+  countDead(filter?: admin.DeadFilter, cap?: number): Promise<number>;
   replayDead(filter: admin.DeadFilter): Promise<number[]>;
   purgeDead(filter: admin.DeadFilter): Promise<number[]>;
   /** Says whether the queue was paused already. */

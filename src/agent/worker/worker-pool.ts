@@ -278,6 +278,8 @@ export class WorkerPool {
   }
 
   private dispatch(): void {
+    // Stopping: buffered jobs go back, none starts (a run that settles while stop() waits for a claim would start one).
+    if (this.stopped) return;
     const { concurrency } = this.options;
     if (!this.hasQueueLimits) {
       while (this.running.size < concurrency && this.buffer.size > 0) this.start(this.buffer.takeNext()!);
