@@ -277,6 +277,27 @@ describe('idempotency keys', () => {
     }
   });
 
+  it('a role allowed only to use the schema and write its tables can enqueue keyed batches (ids come from the sequence)', async () => {
+    const role = `wida_writer_${Date.now()}`;
+    await t.pool.query(`CREATE ROLE ${role} LOGIN`);
+    await t.pool.query(`GRANT USAGE ON SCHEMA "${t.schema}" TO ${role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA "${t.schema}" TO ${role}`);
+    const url = new URL(t.url);
+    url.username = role;
+    const writer = new pg.Pool({ connectionString: url.toString(), max: 1 });
+    try {
+      const client = createClient({ pool: writer, schema: t.schema });
+      const results = await client.enqueueMany([
+        { task: 'as_writer', idempotencyKey: `${role}-b` },
+        { task: 'as_writer', idempotencyKey: `${role}-a` },
+      ]);
+      expect(results.map((result) => result.duplicate)).toEqual([false, false]);
+      expect(results[0].id).toBeLessThan(results[1].id);
+    } finally {
+      await writer.end();
+      await t.pool.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   it('a later enqueue with a used key returns the existing job and changes nothing', async () => {
     const first = await t.client.enqueue({ task: 'charge', payload: { v: 1 }, idempotencyKey: 'later-dup' });
     const again = await t.client.enqueue({ task: 'other', payload: { v: 2 }, queue: 'elsewhere', idempotencyKey: 'later-dup' });

@@ -103,6 +103,14 @@ describe('createAgent and createClient configured by the environment', () => {
     expect((await roomy.enqueue({ task: 'big', payload: 'x'.repeat(200) })).duplicate).toBe(false);
   });
 
+  it('a bad variable whose option is given, or that the caller does not use, is not read', () => {
+    Object.assign(process.env, { WIDA_DATABASE_URL: t.url, WIDA_LEASE: '500ms', WIDA_WORKER_CONCURRENCY: 'abc', WIDA_MAX_PAYLOAD_BYTES: 'lots' });
+    expect(() => createClient({ pool: t.pool, schema: t.schema, maxPayloadBytes: 1_000 })).not.toThrow();
+    expect(() => createAgent({ handlers: {}, leaseMs: 5_000, concurrency: 2, logger: silentLogger })).not.toThrow();
+    expect(configErrorFrom(() => createAgent({ handlers: {}, concurrency: 2 })).message).toMatch(/WIDA_LEASE must be at least 1000 ms/);
+    expect(configErrorFrom(() => createClient({ pool: t.pool, schema: t.schema })).message).toMatch(/WIDA_MAX_PAYLOAD_BYTES must be a whole number/);
+  });
+
   it('a bad environment value is named before anything connects', () => {
     Object.assign(process.env, { WIDA_DATABASE_URL: t.url, WIDA_JOB_TIMEOUT: 'soon' });
     expect(configErrorFrom(() => createAgent({ handlers: {} })).message).toContain('WIDA_JOB_TIMEOUT');

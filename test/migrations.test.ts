@@ -30,6 +30,15 @@ afterAll(async () => {
 });
 
 /** A schema name nobody else uses; dropped after the test. */
+async function sequenceUsableByPublic(schema: string): Promise<boolean> {
+  const { rows } = await pool.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a
+                     WHERE c.oid = $1::regclass AND a.grantee = 0 AND a.privilege_type = 'USAGE') AS usable`,
+    [`"${schema}".jobs_id_seq`],
+  );
+  return rows[0].usable;
+}
+
 function freshSchema(): string {
   const schema = `mig_${randomBytes(4).toString('hex')}`;
   created.push(schema);
@@ -80,7 +89,7 @@ async function schemaExists(schema: string): Promise<boolean> {
 describe('migrateUp / migrateDown', () => {
   it('migrateUp on a fresh schema creates the tables and the retry_delay function; a second run applies nothing', async () => {
     const schema = freshSchema();
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(await tables(schema)).toEqual(['agents', 'cron_schedules', 'job_deps', 'jobs', 'leader', 'migrations', 'queues', 'workflows']);
     expect(await functions(schema)).toEqual(['block_dependents', 'cancel_dependents', 'delete_edges', 'release_dependents', 'retry_delay', 'unblock_dependents']);
     const { rows } = await pool.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1`, [schema]);
@@ -118,6 +127,9 @@ describe('migrateUp / migrateDown', () => {
     const schema = freshSchema();
     await migrateUp(url, schema);
     expect(await jobsStorageOptions(schema)).toEqual(['fillfactor=70']);
+    expect(await sequenceUsableByPublic(schema)).toBe(true);
+    expect(await migrateDown(url, schema)).toEqual([7]);
+    expect(await sequenceUsableByPublic(schema)).toBe(false);
     expect(await migrateDown(url, schema)).toEqual([6]);
     expect(await jobsStorageOptions(schema)).toBeNull();
     expect(await migrateDown(url, schema)).toEqual([5]);
@@ -133,7 +145,7 @@ describe('migrateUp / migrateDown', () => {
     expect(await functions(schema)).toEqual([]);
     await expect(migrateDown(url, schema)).rejects.toThrow(`schema "${schema}" has no migrations applied; there is nothing to revert`);
 
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     const client = createClient({ pool, schema });
     const { id } = await client.enqueue({ task: 'after_remigrate', payload: { ok: true } });
     expect(await client.getJob(id)).toMatchObject({ state: 'pending', payload: { ok: true } });
@@ -145,8 +157,8 @@ describe('migrateUp / migrateDown', () => {
     for (const steps of [-1, 0, 1.5, Number.NaN]) {
       await expect(migrateDown(url, schema, steps)).rejects.toThrow(/steps must be a whole number of at least 1/);
     }
-    await expect(migrateDown(url, schema, 7)).rejects.toThrow(/cannot revert 7 migrations of schema "[a-z0-9_]+": 6 are applied; nothing was reverted/);
-    expect(await migrateDown(url, schema, 6)).toEqual([6, 5, 4, 3, 2, 1]);
+    await expect(migrateDown(url, schema, 8)).rejects.toThrow(/cannot revert 8 migrations of schema "[a-z0-9_]+": 7 are applied; nothing was reverted/);
+    expect(await migrateDown(url, schema, 7)).toEqual([7, 6, 5, 4, 3, 2, 1]);
   });
 
   it('migrateDown on a schema that does not exist says there is nothing to revert, and creates nothing', async () => {
@@ -158,13 +170,13 @@ describe('migrateUp / migrateDown', () => {
 
   it('migrationStatus lists every known migration with when it was applied', async () => {
     const schema = freshSchema();
-    const pending = [{ version: 1, name: 'core', appliedAt: null }, { version: 2, name: 'scheduler', appliedAt: null }, { version: 3, name: 'workflows', appliedAt: null }, { version: 4, name: 'dag_fixes', appliedAt: null }, { version: 5, name: 'agent_heartbeat_interval', appliedAt: null }, { version: 6, name: 'jobs_fillfactor', appliedAt: null }];
+    const pending = [{ version: 1, name: 'core', appliedAt: null }, { version: 2, name: 'scheduler', appliedAt: null }, { version: 3, name: 'workflows', appliedAt: null }, { version: 4, name: 'dag_fixes', appliedAt: null }, { version: 5, name: 'agent_heartbeat_interval', appliedAt: null }, { version: 6, name: 'jobs_fillfactor', appliedAt: null }, { version: 7, name: 'jobs_id_sequence_usage', appliedAt: null }];
     expect(await migrationStatus(url, schema)).toEqual(pending);
     await migrateUp(url, schema);
     const [status] = await migrationStatus(url, schema);
     expect(status).toMatchObject({ version: 1, name: 'core' });
     expect(status.appliedAt).toBeInstanceOf(Date);
-    await migrateDown(url, schema, 6);
+    await migrateDown(url, schema, 7);
     expect(await migrationStatus(url, schema)).toEqual(pending);
   });
 
@@ -185,10 +197,10 @@ describe('migrateUp / migrateDown', () => {
   it('two concurrent migrateUp calls on one fresh schema both succeed and apply each migration once', async () => {
     const schema = freshSchema();
     const results = await Promise.all([migrateUp(url, schema), migrateUp(url, schema), migrateUp(url, schema)]);
-    expect(results.flat()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(results.flat()).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(results.filter((applied) => applied.length === 0)).toHaveLength(2);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }]);
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }]);
   });
 
   it('a migration whose table a long transaction holds steps aside and gives up after its tries, saying why; nothing changed', async () => {
@@ -196,14 +208,14 @@ describe('migrateUp / migrateDown', () => {
     await migrateUp(url, schema);
     const withExtra = [
       ...loadMigrations(),
-      { version: 7, name: 'add_extra', up: 'ALTER TABLE jobs ADD COLUMN extra integer', down: 'ALTER TABLE jobs DROP COLUMN extra' },
+      { version: 8, name: 'add_extra', up: 'ALTER TABLE jobs ADD COLUMN extra integer', down: 'ALTER TABLE jobs DROP COLUMN extra' },
     ];
     const blocker = await pool.connect();
     try {
       await blocker.query('BEGIN');
       await blocker.query(`SELECT 1 FROM "${schema}".jobs LIMIT 1`);
       await expect(migrateUp(url, schema, withExtra, { tableLockMs: 200, tries: 2 })).rejects.toThrow(
-        /migration 7 \(add_extra\) failed: could not take the locks it needs in 2 tries of 200 ms/,
+        /migration 8 \(add_extra\) failed: could not take the locks it needs in 2 tries of 200 ms/,
       );
       // Between its tries the migrator waits in no queue, so an enqueue is not held up behind it.
       await createClient({ pool, schema }).enqueue({ task: 'meanwhile' });
@@ -211,8 +223,8 @@ describe('migrateUp / migrateDown', () => {
       await blocker.query('ROLLBACK');
       blocker.release();
     }
-    expect((await pool.query(`SELECT max(version) AS v FROM "${schema}".migrations`)).rows[0].v).toBe(6);
-    expect(await migrateUp(url, schema, withExtra)).toEqual([7]);
+    expect((await pool.query(`SELECT max(version) AS v FROM "${schema}".migrations`)).rows[0].v).toBe(7);
+    expect(await migrateUp(url, schema, withExtra)).toEqual([8]);
   });
 
   it('a migrator waits for another one only so long, then says who to look for', async () => {
@@ -289,13 +301,13 @@ describe('a schema newer than this Wida', () => {
     expect(error).toMatchObject({ code: 'SCHEMA_TOO_NEW', databaseVersion: 9999, knownVersion: latestVersion() });
     expect(error.message).toMatch(/migration 9999/);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 9999 }]);
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 9999 }]);
   });
 
   it('migrationStatus shows the unknown migration', async () => {
     const schema = await tooNewSchema();
     const status = await migrationStatus(url, schema);
-    expect(status.map((s) => s.version)).toEqual([1, 2, 3, 4, 5, 6, 9999]);
+    expect(status.map((s) => s.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 9999]);
     expect(status.at(-1)!.name).toMatch(/unknown/);
   });
 
@@ -335,7 +347,7 @@ describe('schema names', () => {
   it('a 47-character lowercase name is accepted, and jobs are enqueued in it (prepared statement names stay apart)', async () => {
     const schema = `mig_${randomBytes(4).toString('hex')}_`.padEnd(47, 'z');
     created.push(schema);
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     // Cut at 63 bytes, these statements' names were all "wida_<schema>_job_insert": the second failed.
     const client = createClient({ pool, schema });
     const one = await client.enqueue({ task: 'long_schema' });

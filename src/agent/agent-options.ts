@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { loadConfig } from '../shared/config.js';
+import { loadConfigFor, type WidaConfig } from '../shared/config.js';
 import { ConfigError } from '../shared/errors.js';
 import { createLogger, type Logger } from '../shared/logger.js';
 
@@ -77,36 +77,37 @@ export type AgentSettings = { [K in keyof EnvironmentBacked]-?: NonNullable<Envi
 
 /**
  * Each option given wins; one not given (undefined or null) comes from its variable (WIDA_DATABASE_URL,
- * WIDA_SCHEMA, WIDA_WORKER_CONCURRENCY, WIDA_LEASE, ...; WIDA_LOG_LEVEL for the logger), else its default. The
- * environment is read only when some option is missing.
+ * WIDA_SCHEMA, WIDA_WORKER_CONCURRENCY, WIDA_LEASE, ...; WIDA_LOG_LEVEL for the logger), else its default. Only
+ * the variables of missing options are read and checked: a bad value the caller replaced does not matter.
  */
 export function resolveAgentSettings(options: EnvironmentBacked): AgentSettings {
   const given = (value: unknown) => value !== undefined && value !== null;
-  const complete = Object.values(ENVIRONMENT_NAMES).every((key) => given(options[key])) && given(options.logger);
-  const config = complete ? undefined : loadConfig();
-  const databaseUrl = options.databaseUrl ?? config?.WIDA_DATABASE_URL;
+  const missing = (Object.keys(ENVIRONMENT_NAMES) as (keyof typeof ENVIRONMENT_NAMES)[]).filter((name) => !given(options[ENVIRONMENT_NAMES[name]]));
+  // A key loaded here has its default when unset: the `!`s below read only keys of missing options.
+  const config: Partial<WidaConfig> = loadConfigFor([...missing, ...(given(options.logger) ? [] : ['WIDA_LOG_LEVEL' as const])]);
+  const databaseUrl = options.databaseUrl ?? config.WIDA_DATABASE_URL;
   if (!databaseUrl) throw new ConfigError('no database configured: pass databaseUrl to createAgent, or set WIDA_DATABASE_URL');
-  const leaseMs = options.leaseMs ?? config!.WIDA_LEASE;
-  const pollIntervalMs = options.pollIntervalMs ?? config!.WIDA_POLL_INTERVAL ?? Math.min(1_000, leaseMs);
+  const leaseMs = options.leaseMs ?? config.WIDA_LEASE!;
+  const pollIntervalMs = options.pollIntervalMs ?? config.WIDA_POLL_INTERVAL ?? Math.min(1_000, leaseMs);
   checkPollWithinLease(pollIntervalMs, leaseMs, {
     poll: given(options.pollIntervalMs) ? 'pollIntervalMs' : 'WIDA_POLL_INTERVAL',
     lease: given(options.leaseMs) ? 'leaseMs' : 'WIDA_LEASE',
   });
-  const concurrency = options.concurrency ?? config!.WIDA_WORKER_CONCURRENCY;
+  const concurrency = options.concurrency ?? config.WIDA_WORKER_CONCURRENCY!;
   return {
     databaseUrl,
-    schema: options.schema ?? config!.WIDA_SCHEMA,
+    schema: options.schema ?? config.WIDA_SCHEMA!,
     concurrency,
     leaseMs,
     pollIntervalMs,
-    retentionMs: options.retentionMs ?? config!.WIDA_RETENTION,
-    defaultTimeoutMs: options.defaultTimeoutMs ?? config!.WIDA_JOB_TIMEOUT,
-    shutdownGraceMs: options.shutdownGraceMs ?? config!.WIDA_SHUTDOWN_GRACE,
+    retentionMs: options.retentionMs ?? config.WIDA_RETENTION!,
+    defaultTimeoutMs: options.defaultTimeoutMs ?? config.WIDA_JOB_TIMEOUT!,
+    shutdownGraceMs: options.shutdownGraceMs ?? config.WIDA_SHUTDOWN_GRACE!,
     // Three renewals per lease at most every 5 s: a renewal can be late or fail and the lease still hold.
-    heartbeatIntervalMs: options.heartbeatIntervalMs ?? config!.WIDA_HEARTBEAT_INTERVAL ?? Math.min(5_000, leaseMs / 3),
-    rescueIntervalMs: options.rescueIntervalMs ?? config!.WIDA_RESCUE_INTERVAL ?? 5_000,
-    prefetch: options.prefetch ?? config!.WIDA_PREFETCH ?? concurrency,
-    logger: options.logger ?? createLogger(config!.WIDA_LOG_LEVEL),
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? config.WIDA_HEARTBEAT_INTERVAL ?? Math.min(5_000, leaseMs / 3),
+    rescueIntervalMs: options.rescueIntervalMs ?? config.WIDA_RESCUE_INTERVAL ?? 5_000,
+    prefetch: options.prefetch ?? config.WIDA_PREFETCH ?? concurrency,
+    logger: options.logger ?? createLogger(config.WIDA_LOG_LEVEL),
   };
 }
 

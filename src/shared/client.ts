@@ -1,7 +1,7 @@
 import pg from 'pg';
 import * as admin from './admin.js';
 import * as cron from './cron-admin.js';
-import { loadConfig } from './config.js';
+import { loadConfigFor, type WidaConfig } from './config.js';
 import { SchemaDb, type Queryable } from './db/sql.js';
 import { createPool } from './db/pool.js';
 import { inSavepoint, inTransaction } from './db/transaction.js';
@@ -84,14 +84,18 @@ export interface WidaClient {
 
 /** The application's handle on Wida: enqueue jobs and run operator actions. */
 export function createClient(options: ClientOptions = {}): WidaClient {
-  // The environment fills in what the options leave out (as for createAgent); it is read only then.
-  const config = (options.databaseUrl || options.pool) && options.schema && options.maxPayloadBytes != null ? undefined : loadConfig();
-  const databaseUrl = options.databaseUrl ?? config?.WIDA_DATABASE_URL;
-  const schema = options.schema ?? config?.WIDA_SCHEMA ?? 'wida';
+  // The environment fills in what the options leave out (as for createAgent), and only that is read and checked.
+  const config: Partial<WidaConfig> = loadConfigFor([
+    ...(options.databaseUrl || options.pool ? [] : (['WIDA_DATABASE_URL'] as const)),
+    ...(options.schema ? [] : (['WIDA_SCHEMA'] as const)),
+    ...(options.maxPayloadBytes != null ? [] : (['WIDA_MAX_PAYLOAD_BYTES'] as const)),
+  ]);
+  const databaseUrl = options.databaseUrl ?? config.WIDA_DATABASE_URL;
+  const schema = options.schema ?? config.WIDA_SCHEMA ?? 'wida';
   if (!options.pool && !databaseUrl) {
     throw new ValidationError('databaseUrl', 'no database configured: pass databaseUrl or a pool, or set WIDA_DATABASE_URL');
   }
-  const maxPayloadBytes = options.maxPayloadBytes ?? config?.WIDA_MAX_PAYLOAD_BYTES ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const maxPayloadBytes = options.maxPayloadBytes ?? config.WIDA_MAX_PAYLOAD_BYTES ?? DEFAULT_MAX_PAYLOAD_BYTES;
   if (!Number.isSafeInteger(maxPayloadBytes) || maxPayloadBytes < 1) {
     throw new ConfigError(`maxPayloadBytes must be a positive whole number of bytes; got ${String(maxPayloadBytes)}`);
   }

@@ -10,7 +10,7 @@ import { DEFAULT_MAX_PAYLOAD_BYTES } from './job-spec.js';
 import { LOG_LEVELS } from './logger.js';
 import { validateSchemaName } from './db/sql.js';
 
-/** Digits only: Number() would also take 0x10, 1e3 or " 7 ". */
+/** Digits only (spaces around them are trimmed): Number() would also take 0x10 or 1e3. */
 const wholeNumber = (name: string, { min = 0, max = Number.MAX_SAFE_INTEGER }: { min?: number; max?: number } = {}) =>
   z.preprocess(
     (value) => (typeof value === 'string' ? (/^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN) : value),
@@ -91,13 +91,29 @@ export function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
   dotEnv: Record<string, string> = readDotEnv(),
 ): WidaConfig {
+  return parseSettings(configSchema, flags, env, dotEnv);
+}
+
+export type ConfigKey = keyof WidaConfig;
+
+/**
+ * Only these settings, from the environment then .env, then defaults: what createClient and createAgent were not
+ * given. Reading (and checking) every variable there refused a bad value the caller had replaced or never uses.
+ */
+export function loadConfigFor<K extends ConfigKey>(keys: readonly K[], env: NodeJS.ProcessEnv = process.env): Pick<WidaConfig, K> {
+  if (keys.length === 0) return {} as Pick<WidaConfig, K>;
+  const mask = Object.fromEntries(keys.map((key) => [key, true])) as { [key in ConfigKey]?: true };
+  return parseSettings(configSchema.pick(mask) as unknown as z.ZodType<Pick<WidaConfig, K>>, {}, env, readDotEnv());
+}
+
+function parseSettings<T>(schema: z.ZodType<T>, flags: ConfigInput, env: NodeJS.ProcessEnv, dotEnv: Record<string, string>): Readonly<T> {
   const merged: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = flags[key as keyof ConfigInput] ?? env[key] ?? dotEnv[key];
     // Blank is unset: z.coerce would read " " as 0 (WIDA_PREFETCH=' ' turned prefetch off).
     if (value !== undefined && String(value).trim() !== '') merged[key] = value;
   }
-  const parsed = configSchema.safeParse(merged);
+  const parsed = schema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);
   return Object.freeze(parsed.data);
 }

@@ -95,14 +95,14 @@ export function isLockTimeout(error: unknown): boolean {
 
 /**
  * A failure that may pass if the statement is tried again: a lost or refused connection, a server
- * shutting down, a serialization failure or deadlock, insufficient resources, a statement cancelled (a
- * statement_timeout on a slow moment). A data or constraint error (classes 22, 23, ...) will fail the same way
- * every time.
+ * shutting down, a serialization failure or deadlock, insufficient resources. A data or constraint
+ * error (classes 22, 23, ...) will fail the same way every time. A cancelled statement (57014, a statement_timeout)
+ * is not counted as passing: one that keeps timing out would hold every other outcome of its batch back for good.
  */
 export function isTransientDatabaseError(error: unknown): boolean {
   const code = sqlState(error);
   if (code === undefined || !/^[0-9A-Z]{5}$/.test(code)) return true; // socket errors (ECONNRESET, ...) and the like
-  return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '57014' || code === '40001' || code === '40P01';
+  return code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code === '40001' || code === '40P01';
 }
 
 export class CronScheduleNotFoundError extends WidaError {
