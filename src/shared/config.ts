@@ -110,7 +110,7 @@ function parseSettings<T>(schema: z.ZodType<T>, flags: ConfigInput, env: NodeJS.
   const merged: Record<string, unknown> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = flags[key as keyof ConfigInput] ?? env[key] ?? dotEnv[key];
-    // Blank is unset: z.coerce would read " " as 0 (WIDA_PREFETCH=' ' turned prefetch off).
+    // Blank is unset, like empty (WIDA_PREFETCH=' ' once read as 0 and turned prefetch off).
     if (value !== undefined && String(value).trim() !== '') merged[key] = value;
   }
   const parsed = schema.safeParse(merged);
