@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent, type Agent } from '../src/agent/agent.js';
 import { createClient, type WidaClient } from '../src/shared/client.js';
@@ -101,6 +104,30 @@ describe('createAgent and createClient configured by the environment', () => {
     await expect(limited.enqueue({ task: 'big', payload: 'x'.repeat(200) })).rejects.toThrow(/payload is 202 bytes; the limit is 100 bytes/);
     const roomy = createClient({ pool: t.pool, schema: t.schema, maxPayloadBytes: 1_000 });
     expect((await roomy.enqueue({ task: 'big', payload: 'x'.repeat(200) })).duplicate).toBe(false);
+  });
+
+  it("an agent's cron schedules take WIDA_MAX_PAYLOAD_BYTES unless given maxPayloadBytes, from cronSchedules and from a cron file", async () => {
+    process.env.WIDA_MAX_PAYLOAD_BYTES = '100';
+    const big = { name: 'big', expression: '0 0 1 1 *', task: 'yearly', payload: 'x'.repeat(200) };
+    const options = { databaseUrl: t.url, schema: t.schema, handlers: {}, logger: silentLogger };
+    expect(() => createAgent({ ...options, cronSchedules: [big] })).toThrow(/cron schedule 0: payload is 202 bytes; the limit is 100 bytes/);
+    expect(() => createAgent({ ...options, cronSchedules: [big], maxPayloadBytes: 1_000 })).not.toThrow();
+
+    const dir = mkdtempSync(join(tmpdir(), 'wida-env-cron-'));
+    try {
+      const file = join(dir, 'cron.json');
+      writeFileSync(file, JSON.stringify([big]));
+      opened.agent = createAgent({ ...options, cronFile: file });
+      await expect(opened.agent.start()).rejects.toThrow(/payload is 202 bytes; the limit is 100 bytes/);
+      expect(await t.client.listCronSchedules()).toEqual([]);
+      opened.agent = undefined;
+      process.env.WIDA_MAX_PAYLOAD_BYTES = '1000';
+      opened.agent = createAgent({ ...options, cronFile: file, maintenance: false });
+      await opened.agent.start();
+      expect((await t.client.listCronSchedules()).map((schedule) => schedule.name)).toEqual(['big']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a bad variable whose option is given, or that the caller does not use, is not read', () => {

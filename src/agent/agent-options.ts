@@ -11,6 +11,7 @@ const milliseconds = (min: number) =>
 const agentNumbers = z.object({
   concurrency: whole(1),
   prefetch: whole(0),
+  maxPayloadBytes: whole(1),
   queueConcurrency: z.record(z.string(), z.number({ error: 'must be a whole number' }).int('must be a whole number').min(1, 'must be at least 1')).optional(),
   leaseMs: milliseconds(100),
   pollIntervalMs: milliseconds(1),
@@ -118,6 +119,14 @@ export function resolveAgentSettings(options: EnvironmentBacked): AgentSettings 
 export function checkPollWithinLease(pollIntervalMs: number, leaseMs: number, names = { poll: 'WIDA_POLL_INTERVAL', lease: 'WIDA_LEASE' }): void {
   if (pollIntervalMs <= leaseMs) return;
   throw new ConfigError(`${names.poll} (${pollIntervalMs} ms) must not be longer than ${names.lease} (${leaseMs} ms)`);
+}
+
+/**
+ * The payload limit for the agent's own cron schedules: the option, else WIDA_MAX_PAYLOAD_BYTES, else 1 MiB. Read
+ * only by an agent given schedules, so a bad variable does not stop an agent that never uses it.
+ */
+export function cronPayloadLimit(maxPayloadBytes: number | undefined): number {
+  return maxPayloadBytes ?? loadConfigFor(['WIDA_MAX_PAYLOAD_BYTES']).WIDA_MAX_PAYLOAD_BYTES!;
 }
 
 /** Which variable backs each option (the logger's level is WIDA_LOG_LEVEL). */

@@ -23,7 +23,7 @@ import { CronEnqueuer } from './scheduler/cron-enqueuer.js';
 import type { LeaderFence } from './scheduler/fence.js';
 import { applyCronSchedules, readCronFile, toCronScheduleWrite, type CronScheduleSpec } from '../shared/cron-admin.js';
 import type { Service } from './service.js';
-import { checkAgentNumbers, heartbeatRisk, resolveAgentSettings } from './agent-options.js';
+import { checkAgentNumbers, cronPayloadLimit, heartbeatRisk, resolveAgentSettings } from './agent-options.js';
 
 export interface AgentOptions {
   /** defaults to WIDA_DATABASE_URL (environment, then .env); so do the options below marked "env" */
@@ -41,6 +41,8 @@ export interface AgentOptions {
   queueConcurrency?: Record<string, number>;
   /** jobs claimed ahead of free slots; defaults to the concurrency */
   prefetch?: number;
+  /** the largest payload a cron schedule given to this agent may carry (env WIDA_MAX_PAYLOAD_BYTES, default 1 MiB) */
+  maxPayloadBytes?: number;
   /** env WIDA_LEASE, default 30 s */
   leaseMs?: number;
   /** env WIDA_POLL_INTERVAL, default 1 s or the lease if shorter; not longer than the lease */
@@ -115,7 +117,8 @@ export function createAgent(options: AgentOptions): Agent {
   const executor = options.executor ?? new InProcessExecutor(options.handlers ?? {});
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   // A bad schedule is the caller's error at createAgent, not a failed start.
-  options.cronSchedules?.forEach((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i}: `));
+  const cronPayloadBytes = options.cronSchedules?.length || options.cronFile ? cronPayloadLimit(options.maxPayloadBytes ?? undefined) : undefined;
+  options.cronSchedules?.forEach((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i}: `, cronPayloadBytes));
   const risk = heartbeatRisk(heartbeatIntervalMs, leaseMs);
   if (risk) logger.warn(risk);
   const info: AgentInfo = {
@@ -255,7 +258,7 @@ export function createAgent(options: AgentOptions): Agent {
     const jobsDb = new SchemaDb(jobsPool, schema);
     const cronSpecs = [...(options.cronFile ? readCronFile(options.cronFile) : []), ...(options.cronSchedules ?? [])];
     if (cronSpecs.length > 0) {
-      const applied = await applyCronSchedules(db, cronSpecs);
+      const applied = await applyCronSchedules(db, cronSpecs, cronPayloadBytes);
       logger.info('cron schedules applied', applied);
     }
     completer = new Completer(jobsDb, logger);

@@ -201,8 +201,12 @@ export function readCronFile(path: string): CronScheduleSpec[] {
  * Creates or updates each schedule (by name); schedules not named here are left alone. All are validated
  * first, so one bad entry writes none. A schedule's paused state is kept unless its spec sets `enabled`.
  */
-export async function applyCronSchedules(db: SchemaDb, specs: readonly CronScheduleSpec[]): Promise<{ created: string[]; updated: string[] }> {
-  const writes = specs.map((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i} (${(spec as { name?: string })?.name ?? 'unnamed'}): `));
+export async function applyCronSchedules(
+  db: SchemaDb,
+  specs: readonly CronScheduleSpec[],
+  maxPayloadBytes = DEFAULT_MAX_PAYLOAD_BYTES,
+): Promise<{ created: string[]; updated: string[] }> {
+  const writes = specs.map((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i} (${(spec as { name?: string })?.name ?? 'unnamed'}): `, maxPayloadBytes));
   const names = new Set<string>();
   for (const write of writes) {
     if (names.has(write.name)) throw new ValidationError('name', `cron schedule "${write.name}" is defined twice`);
