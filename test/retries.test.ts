@@ -3,6 +3,7 @@ import type { JobContext } from '../src/agent/worker/executors/executor.js';
 import type { JobRow } from '../src/shared/db/queries/jobs-admin.js';
 import type { JobSpec } from '../src/shared/job-spec.js';
 import { PermanentFailure, Snooze, failPermanently, snooze } from '../src/shared/handler-signals.js';
+import { silentLogger } from '../src/shared/logger.js';
 import { useAgents } from './support/agents.js';
 import { useTestSchema, waitFor } from './support/database.js';
 
@@ -393,9 +394,12 @@ describe('outcomes the database cannot store', () => {
         RETURN NEW;
       END $$;
       CREATE TRIGGER refuse_outcome BEFORE UPDATE ON "${t.schema}".jobs FOR EACH ROW EXECUTE FUNCTION "${t.schema}".refuse_outcome();`);
+    const errors: { message: string; jobId?: unknown }[] = [];
+    const logger = { ...silentLogger, error: (message: string, fields?: Record<string, unknown>) => void errors.push({ message, jobId: fields?.jobId }) };
     try {
       await startAgent({
         leaseMs: 60_000,
+        logger,
         handlers: {
           refused_result: () => 'fine',
           refused_failure: () => {
@@ -412,9 +416,12 @@ describe('outcomes the database cannot store', () => {
       expect(byResult.attemptLog).toEqual([expect.objectContaining({ outcome: 'failed', error: "the database refused to store the handler's result: result refused" })]);
       const byFailure = await waitForState(failure, ['dead'], 5_000);
       expect(byFailure.lastError).toBe("the database refused to store this attempt's outcome (failed: original error): failure refused");
-      // Refused twice: left to its lease (a minute here), still running, and the agent carries on.
+      // Refused twice: said once, left to its lease (a minute here), still running, and the agent carries on.
+      await waitFor('the second refusal to be logged', () => errors.some((error) => error.jobId === always && /refused a job's outcome twice/.test(error.message)));
       expect((await waitForState(await enqueue({ task: 'fine' }), ['completed'])).result).toBe('ok');
-      expect((await t.client.getJob(always)).state).toBe('running');
+      const stillRunning = await t.client.getJob(always);
+      expect(stillRunning).toMatchObject({ state: 'running', attempt: 1, attemptLog: [] });
+      expect(errors.filter((error) => error.jobId === always)).toHaveLength(1);
     } finally {
       await t.pool.query(`DROP TRIGGER refuse_outcome ON "${t.schema}".jobs; DROP FUNCTION "${t.schema}".refuse_outcome()`);
     }
