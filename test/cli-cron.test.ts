@@ -189,18 +189,21 @@ describe('wida workers: the leader', () => {
 });
 
 describe('wida agent --cron-file', () => {
-  it('creates the file\'s schedules at start; a bad file exits 2 before starting', async () => {
+  it('creates the file\'s schedules at start, payloads up to WIDA_MAX_PAYLOAD_BYTES; a bad file exits 2 before starting', async () => {
     const bad = join(workDir, 'bad-cron.json');
     writeFileSync(bad, JSON.stringify([{ name: 'b', expression: '* * * * *', timezone: 'Nowhere/Land', task: 't' }]));
     await expectFailure(['agent', '--cron-file', bad], 2, /bad-cron\.json: cron schedule 0 \(b\): "Nowhere\/Land" is not an IANA time zone/);
 
+    // A payload past the default 1 MiB, within the WIDA_MAX_PAYLOAD_BYTES the agent is given.
     const file = join(workDir, 'cron.json');
-    writeFileSync(file, JSON.stringify({ schedules: [{ name: 'from-file', expression: '0 6 * * 1', timezone: 'Asia/Kolkata', task: 'weekly' }] }));
+    const payload = 'x'.repeat(1_100_000);
+    writeFileSync(file, JSON.stringify({ schedules: [{ name: 'from-file', expression: '0 6 * * 1', timezone: 'Asia/Kolkata', task: 'weekly', payload }] }));
     const child = spawnChild('cron-file agent', [WIDA_BIN, 'agent', '--cron-file', file, '--database-url', t.url, '--schema', t.schema], {
       WIDA_HEARTBEAT_INTERVAL: '200ms',
+      WIDA_MAX_PAYLOAD_BYTES: '2000000',
     });
     await waitForOutput(child, 'stderr', /agent started/, 15_000);
-    expect(await t.client.getCronSchedule('from-file')).toMatchObject({ expression: '0 6 * * 1', timezone: 'Asia/Kolkata', task: 'weekly', enabled: true });
+    expect(await t.client.getCronSchedule('from-file')).toMatchObject({ expression: '0 6 * * 1', timezone: 'Asia/Kolkata', task: 'weekly', enabled: true, payload });
     // the only agent becomes the leader, and `wida workers` says so
     await waitFor('the agent to lead', async () => (await widaJson(['workers'])).some((row: { leader: boolean }) => row.leader), 10_000);
     expect((await stopChild(child)).code).toBe(0);

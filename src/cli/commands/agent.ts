@@ -34,7 +34,7 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
       if (config.WIDA_POLL_INTERVAL !== undefined) checkPollWithinLease(config.WIDA_POLL_INTERVAL, config.WIDA_LEASE);
       const queueConcurrency = argv['queue-concurrency'] === undefined ? undefined : parseQueueConcurrency(argv['queue-concurrency']);
       const handlers = argv.handlers ? await loadHandlers(argv.handlers) : {};
-      if (argv['cron-file']) checkCronFile(argv['cron-file']);
+      if (argv['cron-file']) checkCronFile(argv['cron-file'], config.WIDA_MAX_PAYLOAD_BYTES);
       const logger = createLogger(config.WIDA_LOG_LEVEL);
       const agent = createAgent({
         databaseUrl: await resolveDatabaseUrl(config, { migrate: false }), // the agent migrates (or checks) itself
@@ -53,6 +53,7 @@ export function agentCommand(yargs: Argv<CommonFlags>) {
         heartbeatIntervalMs: config.WIDA_HEARTBEAT_INTERVAL,
         rescueIntervalMs: config.WIDA_RESCUE_INTERVAL,
         prefetch: config.WIDA_PREFETCH,
+        maxPayloadBytes: config.WIDA_MAX_PAYLOAD_BYTES,
         logger,
       });
       // Listening before start(): jobs are claimed while it runs, and a stop() during it waits and then drains.
@@ -101,8 +102,8 @@ export function parseQueueConcurrency(text: string): Record<string, number> {
 }
 
 /** A bad schedule file is a usage error before anything starts (the agent reads it again at start). */
-function checkCronFile(file: string): void {
-  readCronFile(file).forEach((spec, i) => toCronScheduleWrite(spec, `${file}: cron schedule ${i} (${(spec as { name?: string })?.name ?? 'unnamed'}): `));
+function checkCronFile(file: string, maxPayloadBytes: number): void {
+  readCronFile(file).forEach((spec, i) => toCronScheduleWrite(spec, `${file}: cron schedule ${i} (${(spec as { name?: string })?.name ?? 'unnamed'}): `, maxPayloadBytes));
 }
 
 export async function loadHandlers(file: string): Promise<Handlers> {
