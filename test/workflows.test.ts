@@ -181,6 +181,41 @@ describe('release in the completing statement', () => {
     }
   });
 
+  it('an enqueue that deadlocks with a completion releasing a dependent (ids interleaved) is tried again and goes through', async () => {
+    // d1 < w < d2: the enqueue locks w, then d2; the completion of d2 and then d1 holds d2, then needs w to release it.
+    const d1 = await t.client.enqueue({ task: 'race', queue: 'dl' });
+    const w = await t.client.enqueue({ task: 'race', queue: 'dl-w', dependsOn: [d1.id] });
+    const d2 = await t.client.enqueue({ task: 'race', queue: 'dl' });
+    const claimed = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['dl'], tasks: null, limit: 2 });
+    const run = (id: number) => claimed.find((job) => job.id === id)!;
+    const tx = await t.pool.connect();
+    try {
+      await tx.query('BEGIN');
+      await jobCompleteMany(t.db.on(tx), [run(d2.id)], null);
+      const enqueue = t.client.enqueue({ task: 'race', queue: 'dl-e', dependsOn: [w.id, d2.id] });
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the enqueue holds w and waits for d2
+      // Waiting longer, the enqueue is the one PostgreSQL fails when its deadlock check runs.
+      expect(await jobCompleteMany(t.db.on(tx), [run(d1.id)], null)).toEqual(new Set([d1.id]));
+      await tx.query('COMMIT');
+      const enqueued = await enqueue;
+      expect(await t.client.getJob(enqueued.id)).toMatchObject({ state: 'waiting', pendingDeps: 1 });
+      expect(await t.client.getJob(w.id)).toMatchObject({ state: 'pending', pendingDeps: 0 });
+    } finally {
+      await tx.query('ROLLBACK').catch(() => {});
+      tx.release();
+    }
+  });
+
+  it('a workflow that lists a dependent before its dependency still gives the dependent the higher id', async () => {
+    const { jobs } = await t.client.enqueueWorkflow({
+      nodes: { sink: { task: 'manual', queue: 'order', dependsOn: ['left', 'right'] }, right: { task: 'manual', queue: 'order', dependsOn: ['root'] }, left: { task: 'manual', queue: 'order', dependsOn: ['root'] }, root: { task: 'manual', queue: 'order' } },
+    });
+    expect(jobs.root).toBeLessThan(jobs.right);
+    expect(jobs.root).toBeLessThan(jobs.left);
+    expect(Math.max(jobs.left, jobs.right)).toBeLessThan(jobs.sink);
+    expect(jobs.right).toBeLessThan(jobs.left); // among nodes free to go, the order given
+  });
+
   it('a rejected (stale) completion releases nothing', async () => {
     const { jobs } = await t.client.enqueueWorkflow({ nodes: { a: { task: 'manual', queue: 'stale' }, b: { task: 'manual', queue: 'stale', dependsOn: ['a'] } } });
     const [claimed] = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['stale'], tasks: null, limit: 10 });

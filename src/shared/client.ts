@@ -7,7 +7,7 @@ import { createPool } from './db/pool.js';
 import { inSavepoint, inTransaction } from './db/transaction.js';
 import { databaseNow } from './db/queries/cron-schedules.js';
 import { jobFindByIdempotencyKeys, jobInsertMany, jobInsertOne, type InsertedJob } from './db/queries/jobs.js';
-import { ConfigError, ValidationError } from './errors.js';
+import { ConfigError, ValidationError, isDeadlock } from './errors.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow } from './job-spec.js';
 import * as workflow from './workflow.js';
 import type { DependentJobSpec, EnqueuedWorkflow, WorkflowInfo, WorkflowSpec } from './workflow.js';
@@ -83,6 +83,9 @@ export interface WidaClient {
 }
 
 /** The application's handle on Wida: enqueue jobs and run operator actions. */
+/** Tries of an enqueue with dependencies that PostgreSQL chose to break a deadlock with. */
+const GRAPH_DEADLOCK_ATTEMPTS = 3;
+
 export function createClient(options: ClientOptions = {}): WidaClient {
   // The environment fills in what the options leave out (as for createAgent), and only that is read and checked.
   const config: Partial<WidaConfig> = loadConfigFor([
@@ -103,10 +106,21 @@ export function createClient(options: ClientOptions = {}): WidaClient {
   const pool = options.pool ?? createPool(databaseUrl!, { applicationName: 'wida client' });
   const db = new SchemaDb(pool, schema);
 
-  /** Runs `work` in the caller's transaction if given, else in one of our own. */
-  function transaction<T>(enqueueOptions: EnqueueOptions, work: (tx: SchemaDb) => Promise<T>): Promise<T> {
-    if (enqueueOptions.client) return inSavepoint(enqueueOptions.client, (client) => work(db.on(client)));
-    return inTransaction(pool, (client) => work(db.on(client)));
+  /**
+   * Runs `work` in the caller's transaction (under a savepoint) if given, else in one of our own. A deadlock is tried
+   * again: a graph's enqueue locks the jobs it attaches dependents to in id order, and a completion of a batch
+   * locks its rows and then their dependents, whose ids may fall between the batch's (PostgreSQL fails one side
+   * with 40P01). Rolled back to the savepoint, or in a new transaction, the enqueue holds none of its locks.
+   */
+  async function transaction<T>(enqueueOptions: EnqueueOptions, work: (tx: SchemaDb) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (enqueueOptions.client) return await inSavepoint(enqueueOptions.client, (client) => work(db.on(client)));
+        return await inTransaction(pool, (client) => work(db.on(client)));
+      } catch (error) {
+        if (!isDeadlock(error) || attempt >= GRAPH_DEADLOCK_ATTEMPTS) throw error;
+      }
+    }
   }
 
   async function enqueueWithDependencies(specs: readonly DependentJobSpec[], enqueueOptions: EnqueueOptions): Promise<EnqueueResult[]> {

@@ -88,6 +88,11 @@ export function sqlState(error: unknown): string | undefined {
     : undefined;
 }
 
+/** PostgreSQL broke a deadlock by failing this transaction's statement. */
+export function isDeadlock(error: unknown): boolean {
+  return sqlState(error) === '40P01';
+}
+
 /** A statement gave up waiting for a lock (lock_timeout): another transaction holds the row or table. */
 export function isLockTimeout(error: unknown): boolean {
   return sqlState(error) === '55P03';

@@ -2,7 +2,7 @@
  * DAG workflows: enqueue jobs with dependencies (a workflow of named nodes, or plain jobs with dependsOn)
  * and read a workflow back. All inserts of one call run in one transaction: every node and edge, or none.
  */
-import { validateDag, type Dependency } from './dag.js';
+import { topologicalOrder, validateDag, type Dependency } from './dag.js';
 import type { SchemaDb } from './db/sql.js';
 import { jobAttachDependents, jobInsertWithDependencies, jobSettleWaiting, type DependentInsertRow, type WaitingSettlement } from './db/queries/jobs.js';
 import { jobDepsOf, workflowGet, workflowInsert, workflowJobs, workflowSetNodes, type Edge } from './db/queries/workflows.js';
@@ -84,7 +84,11 @@ export function readWorkflow(spec: WorkflowSpec, maxPayloadBytes: number): { nam
     return readNode(nodeName, nodeSpec, maxPayloadBytes, `node "${nodeName}"`);
   });
   validateDag(nodes);
-  return { name, nodes };
+  // Inserted dependencies first, so every dependent gets a higher id than the nodes it waits for. A completion locks
+  // its row, then its dependents'; an enqueue attaching to jobs locks them in id order: with a dependent below its
+  // dependency, the two took the same two rows in opposite orders and deadlocked.
+  const byName = new Map(nodes.map((node) => [node.name, node]));
+  return { name, nodes: topologicalOrder(nodes).map((nodeName) => byName.get(nodeName)!) };
 }
 
 /** Validates plain job specs that may carry dependsOn (job ids only). */

@@ -194,8 +194,9 @@ export async function jobInsertWithDependencies(db: SchemaDb, rows: readonly Dep
 // dependency row and returns its newest state: a completion in flight finishes first (and is seen as
 // completed), and a completion that starts later waits for this transaction and then reads the new
 // `dependents` from the row it updates. So a release can be neither early nor lost. The rows are locked first, in
-// id order, as completions lock them (a batch in id order, then the dependents, whose ids are higher): in the
-// order of the aggregate, an enqueue of a dependent of X and D, while X completed and released D, deadlocked.
+// id order, as completions lock their batch (then its dependents): in the order of the aggregate, an enqueue of a
+// dependent of X and D, while X completed and released D, deadlocked. A dependent whose id falls between a batch's
+// can still deadlock; the client tries the enqueue again (see docs/architecture.md).
 const ATTACH_DEPENDENTS = statement(
   'job_attach_dependents',
   `WITH e AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS e(job_id, depends_on)),
