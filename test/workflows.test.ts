@@ -506,6 +506,12 @@ describe('retention', () => {
 });
 
 describe('getWorkflow', () => {
+  it('an id that is not a positive whole number: ValidationError naming it, before any statement', async () => {
+    for (const id of [1.5, Number.NaN, 2 ** 64, 0, -3, '7', null]) {
+      await expect(t.client.getWorkflow(id as number)).rejects.toMatchObject({ code: 'VALIDATION_FAILED', message: expect.stringMatching(/the workflow id must be a workflow id/) });
+    }
+  });
+
   it('returns nodes with their states and dependencies, and the edges', async () => {
     const outside = await t.client.enqueue({ task: 'x', queue: 'idle2' });
     const { workflowId, jobs } = await t.client.enqueueWorkflow({

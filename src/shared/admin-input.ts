@@ -8,8 +8,9 @@ import { ValidationError } from './errors.js';
 import { MAX_DELAY_MS, name } from './job-spec.js';
 import { JOB_STATES } from './job-state.js';
 
-const jobId = (what: string) =>
-  z.number({ error: `${what} must be a job id (a positive whole number)` }).refine((id) => Number.isSafeInteger(id) && id >= 1, `${what} must be a job id (a positive whole number)`);
+const positiveId = (what: string, kind: string) =>
+  z.number({ error: `${what} must be a ${kind} id (a positive whole number)` }).refine((id) => Number.isSafeInteger(id) && id >= 1, `${what} must be a ${kind} id (a positive whole number)`);
+const jobId = (what: string) => positiveId(what, 'job');
 
 /** The most rows one listing returns: page with `beforeId` for more (a listing reads every payload). */
 export const MAX_LIST_LIMIT = 1_000;
@@ -61,6 +62,10 @@ function check<T>(schema: z.ZodType, value: unknown, fallbackField: string): T {
 
 export function checkJobId(id: unknown): number {
   return check(jobId('the job id'), id, 'id');
+}
+
+export function checkWorkflowId(id: unknown): number {
+  return check(positiveId('the workflow id', 'workflow'), id, 'id');
 }
 
 export function checkQueueName(queue: unknown): string {

@@ -8,6 +8,7 @@ import { jobAttachDependents, jobInsertWithDependencies, jobSettleWaiting, type 
 import { jobDepsOf, workflowGet, workflowInsert, workflowJobs, workflowSetNodes, type Edge } from './db/queries/workflows.js';
 import { ValidationError, WorkflowNotFoundError } from './errors.js';
 import { toInsertRow, type JobSpec } from './job-spec.js';
+import { checkWorkflowId } from './admin-input.js';
 import { LONE_SURROGATE } from './storable.js';
 
 /** A job spec that may wait for other jobs: existing job ids. */
@@ -197,9 +198,9 @@ export interface WorkflowInfo {
 }
 
 export async function getWorkflow(db: SchemaDb, id: number): Promise<WorkflowInfo> {
-  const workflow = await workflowGet(db, id);
+  const workflow = await workflowGet(db, checkWorkflowId(id));
   if (!workflow) throw new WorkflowNotFoundError(id);
-  // jsonb keeps no key order; job ids follow the order the nodes were given in.
+  // jsonb keeps no key order; job ids follow the insert order (dependencies first, else the order given).
   const entries = Object.entries(workflow.nodes).sort((a, b) => a[1] - b[1]);
   const ids = entries.map(([, jobId]) => jobId);
   const [jobs, edges] = await Promise.all([workflowJobs(db, ids), jobDepsOf(db, ids)]);
