@@ -353,6 +353,13 @@ describe('rejections: nothing is inserted', () => {
     await expect(t.client.enqueueWorkflow({ nodes: { 'b\ud800': { task: 'x' } } })).rejects.toThrow(ValidationError);
   });
 
+  it('an empty node name, or one with a line break or another control character: ValidationError', async () => {
+    await expect(t.client.enqueueWorkflow({ nodes: { '': { task: 'x' } } })).rejects.toThrow(/a node name must not be empty/);
+    for (const name of ['a\nb', 'tab\there', 'bell\u0007']) {
+      await expect(t.client.enqueueWorkflow({ nodes: { [name]: { task: 'x' } } })).rejects.toThrow(/has a control character/);
+    }
+  });
+
   it('a cycle: CycleDetectedError naming the path', async () => {
     const before = await jobCount();
     const error = await t.client

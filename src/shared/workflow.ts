@@ -64,6 +64,8 @@ function readNode(name: string, spec: unknown, maxPayloadBytes: number, label: s
   return { name, label, row, dependsOn: [...new Set(dependsOn ?? [])] };
 }
 
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
 /** Validates a workflow before anything touches the database. */
 export function readWorkflow(spec: WorkflowSpec, maxPayloadBytes: number): { name: string | null; nodes: GraphNode[] } {
   if (typeof spec !== 'object' || spec === null) throw new ValidationError('workflow', 'enqueueWorkflow takes { name?, nodes }');
@@ -79,8 +81,13 @@ export function readWorkflow(spec: WorkflowSpec, maxPayloadBytes: number): { nam
   if (entries.length > MAX_WORKFLOW_NODES) throw new ValidationError('nodes', `a workflow has at most ${MAX_WORKFLOW_NODES} nodes; got ${entries.length}`);
   const nodes = entries.map(([nodeName, nodeSpec]) => {
     if (nodeName.length > 128) throw new ValidationError('nodes', `node name "${nodeName.slice(0, 20)}..." is longer than 128 characters`);
+    if (nodeName.length === 0) throw new ValidationError('nodes', 'a node name must not be empty');
     if (nodeName.includes('\0') || LONE_SURROGATE.test(nodeName)) {
       throw new ValidationError('nodes', `node name ${JSON.stringify(nodeName)} has a NUL character or an unpaired UTF-16 surrogate, which PostgreSQL cannot store`);
+    }
+    // A line break or other control character would break the lines of `wida workflow show`.
+    if (CONTROL_CHARACTER.test(nodeName)) {
+      throw new ValidationError('nodes', `node name ${JSON.stringify(nodeName)} has a control character (a line break, tab, ...); expected printable text`);
     }
     return readNode(nodeName, nodeSpec, maxPayloadBytes, `node "${nodeName}"`);
   });
