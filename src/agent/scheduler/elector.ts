@@ -6,7 +6,6 @@ import {
   leaderCheckSession,
   leaderResign,
   leaderSessionSetup,
-  leaderSetIdleLimit,
   leaderTryLock,
   leaderUnlock,
   type LeaderTerm,
@@ -131,8 +130,11 @@ export class Elector implements Service {
       keepAlive: true,
       keepAliveInitialDelayMillis: 1_000,
       connectionTimeoutMillis: 5_000,
-      // Short, so a stalled session shows as a failed check or election rather than a hang.
+      // Short, so a stalled session shows as a failed check or election rather than a hang; and bounded on this side
+      // too, for a connection gone silent (the server's timeout never reaches us): a campaign stuck on it kept the
+      // agent out of every election, and stop() waiting.
       statement_timeout: Math.max(this.checkTimeoutMs, 200),
+      query_timeout: Math.max(this.checkTimeoutMs, 200) + 1_000,
     });
     client.on('error', (error) => this.lost(client, error));
     client.on('end', () => this.lost(client, new Error('the leader connection ended')));
@@ -152,15 +154,17 @@ export class Elector implements Service {
     if (this.stopped) return;
     try {
       const db = await this.connect();
-      if (!(await leaderTryLock(db))) return;
+      if (!(await leaderTryLock(db, this.idleLimitMs))) return;
       let leader: LeaderTerm;
       try {
-        await leaderSetIdleLimit(db, this.idleLimitMs);
         leader = await leaderAttemptElect(db, this.options.agentId);
       } catch (error) {
         await leaderUnlock(db).catch(() => this.dropClient());
         throw error;
       }
+      // The session may have ended in the same read as the election's answer ('error' comes first, while nobody
+      // led yet): leading on it, the agent would never check itself or campaign again.
+      if (this.db !== db) throw new Error('the leader connection was lost during the election');
       if (this.stopped) {
         await leaderResign(db, leader).catch(() => {});
         return;
@@ -170,6 +174,8 @@ export class Elector implements Service {
       await this.options.onElected({ leader, isCurrent: () => this.current?.term === leader.term, idleLimitMs: this.idleLimitMs });
       this.lastCampaignError = undefined;
     } catch (error) {
+      // A fresh connection for the next try: this one may be the problem (gone silent, or ended).
+      if (!this.current) this.dropClient();
       const message = (error as Error).message;
       // Said once per distinct problem, not every poll while the database is down.
       if (message !== this.lastCampaignError) this.options.logger.warn('campaign failed; trying again', { error: message });
@@ -179,10 +185,11 @@ export class Elector implements Service {
 
   private async check(): Promise<void> {
     const leader = this.current;
-    if (!leader || !this.db) return;
+    if (!leader) return;
+    if (!this.db) return this.stepDown(leader, 'leader connection lost');
     let reason: string | undefined;
     try {
-      if (!(await withTimeout(leaderCheckSession(this.db, leader), this.checkTimeoutMs))) {
+      if (!(await answeredWithin(leaderCheckSession(this.db, leader), this.checkTimeoutMs))) {
         reason = 'the session no longer holds the leader lock or term';
       }
     } catch (error) {
@@ -222,5 +229,26 @@ export class Elector implements Service {
     this.client = undefined;
     this.db = undefined;
     if (client) await closeConnection(client, timeoutMs);
+  }
+}
+
+/**
+ * withTimeout, but an answer that came while the event loop was blocked still counts: after a stall, Node runs
+ * the due timer before it reads the socket, so a reply that took 1 ms read as "no answer within 500 ms" and a
+ * leader whose handlers blocked the loop for 800 ms stepped down every few seconds. One turn of the loop lets
+ * the waiting reply be read before the timeout is believed.
+ */
+async function answeredWithin<T>(answer: Promise<T>, ms: number): Promise<T> {
+  let settled = false;
+  answer.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  try {
+    return await withTimeout(answer, ms);
+  } catch (error) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (settled) return answer;
+    throw error;
   }
 }

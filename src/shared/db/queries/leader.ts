@@ -13,15 +13,31 @@ export interface LeaderTerm {
 
 // The lock key is two int4s, (hashtext('wida_leader'), hashtext(schema)), so pg_locks shows them as
 // classid and objid (objsubid 2) and the self-check can look for exactly this lock held by this backend.
-const TRY_LOCK = statement('leader_try_lock', `SELECT pg_try_advisory_lock(hashtext('wida_leader'), hashtext($1)) AS locked`);
+//
+// A frozen leader process (SIGSTOP, a debugger, a VM paused) keeps its socket open and so its lock; keepalives
+// cannot see it, because the kernel still answers. Its session does go idle, though: the leader checks itself
+// every half second, so a session idle for `idleLimitMs` belongs to a leader that no longer runs, and the server
+// ends it (idle_session_timeout) and releases the lock. The limit is set in the statement that takes the lock: set
+// by a second statement, a candidate frozen in between held the lock with no limit, and nobody led. Only when the
+// lock is taken, since a campaigning session may idle between polls. (MATERIALIZED: the lock is tried once.)
+const TRY_LOCK = statement(
+  'leader_try_lock',
+  `WITH attempt AS MATERIALIZED (SELECT pg_try_advisory_lock(hashtext('wida_leader'), hashtext($1)) AS locked)
+   SELECT locked, CASE WHEN locked AND $2::integer > 0 THEN set_config('idle_session_timeout', $2::text, false) END AS idle_limit
+     FROM attempt`,
+);
 
-/** Tries to take the leader lock on this session (a dedicated client); true if this session holds it now. */
-export async function leaderTryLock(db: SchemaDb): Promise<boolean> {
-  const [row] = await db.rows(TRY_LOCK, [db.schema]);
+/** Tries to take the leader lock on this session (a dedicated client); true if this session holds it now, and then ends when idle `idleLimitMs` (0: never). */
+export async function leaderTryLock(db: SchemaDb, idleLimitMs = 0): Promise<boolean> {
+  const [row] = await db.rows(TRY_LOCK, [db.schema, Math.round(idleLimitMs)]);
   return row.locked;
 }
 
-const UNLOCK = statement('leader_unlock', `SELECT pg_advisory_unlock(hashtext('wida_leader'), hashtext($1)) AS unlocked`);
+// Lifts the idle limit too: the session campaigns again, idle between polls.
+const UNLOCK = statement(
+  'leader_unlock',
+  `SELECT pg_advisory_unlock(hashtext('wida_leader'), hashtext($1)) AS unlocked, set_config('idle_session_timeout', '0', false)`,
+);
 
 export async function leaderUnlock(db: SchemaDb): Promise<void> {
   await db.rows(UNLOCK, [db.schema]);
@@ -133,12 +149,3 @@ export async function leaderSessionSetup(db: SchemaDb): Promise<void> {
   await db.rows(SESSION_SETUP);
 }
 
-// A frozen leader process (SIGSTOP, a debugger, a VM paused) keeps its socket open and so its lock; keepalives
-// cannot see it, because the kernel still answers. Its session does go idle, though: the leader checks itself
-// every half second, so a session idle for this long belongs to a leader that no longer runs, and the server
-// ends it and releases the lock. Set only once elected: a campaigning session may idle between polls.
-const SET_IDLE_LIMIT = statement('leader_set_idle_limit', `SELECT set_config('idle_session_timeout', $1, false)`);
-
-export async function leaderSetIdleLimit(db: SchemaDb, ms: number): Promise<void> {
-  await db.rows(SET_IDLE_LIMIT, [String(ms)]);
-}
