@@ -63,6 +63,34 @@ describe('concurrency', () => {
   });
 });
 
+describe('handlers that block the event loop', () => {
+  it('between one synchronous CPU-bound job and the next the agent lets timers and sockets run (heartbeats, the leader\'s check)', async () => {
+    const block = (ms: number) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until) {
+        // a CPU-bound handler that never awaits
+      }
+    };
+    await startAgent({ concurrency: 3, prefetch: 9, handlers: { crunch: () => block(150) } });
+    const jobs = await t.client.enqueueMany(Array.from({ length: 12 }, () => ({ task: 'crunch' })));
+    // The longest the event loop went without running a 10 ms timer, while the twelve jobs ran.
+    let last = performance.now();
+    let longestGap = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
+    }, 10);
+    try {
+      await waitFor('the twelve jobs completed', async () => (await Promise.all(jobs.map((job) => t.client.getJob(job.id)))).every((job) => job.state === 'completed'));
+    } finally {
+      clearInterval(ticker);
+    }
+    // One job's 150 ms and a little, not three (started together) or the whole buffer's back to back.
+    expect(longestGap).toBeLessThan(600);
+  });
+});
+
 describe('notifications', () => {
   it('a NOTIFY on the control channel that is not a message (null, a number, a list, not JSON) is ignored: the agent keeps working', async () => {
     const seen: number[] = [];

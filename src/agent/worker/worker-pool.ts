@@ -9,6 +9,8 @@ import { classifyThrown, describeThrown } from './thrown-value.js';
 import type { Executor, JobContext, JobInfo } from './executors/executor.js';
 
 const MAX_CLAIMS_IN_FLIGHT = 2;
+/** How long buffered runs may start one after another before the event loop gets a turn (see dispatch). */
+const DISPATCH_SLICE_MS = 20;
 const CLAIM_FAILURE_LOG_MS = 30_000;
 
 export interface WorkerPoolOptions {
@@ -111,6 +113,9 @@ export class WorkerPool {
   /** queues paused while a claim was in flight: what it brings of them is given back, not started */
   private readonly pausedWhileClaiming = new Set<string>();
   private idleWaiters: (() => void)[] = [];
+  /** when the current run of dispatches without a turn of the event loop began (performance.now() ms) */
+  private sliceStartedAt: number | undefined;
+  private dispatchDeferred = false;
   private readonly tasks: string[] | null;
   private readonly hasQueueLimits: boolean;
   /** A Map, not the options' object: a queue named "constructor" or "toString" must not find Object's properties as its limit. */
@@ -279,21 +284,49 @@ export class WorkerPool {
 
   private dispatch(): void {
     // Stopping: buffered jobs go back, none starts (a run that settles while stop() waits for a claim would start one).
-    if (this.stopped) return;
+    if (this.stopped || this.dispatchDeferred) return;
     const { concurrency } = this.options;
     if (!this.hasQueueLimits) {
-      while (this.running.size < concurrency && this.buffer.size > 0) this.start(this.buffer.takeNext()!);
+      while (this.running.size < concurrency && this.buffer.size > 0) {
+        if (this.sliceSpent()) return this.dispatchNextTurn();
+        this.start(this.buffer.takeNext()!);
+      }
       return;
     }
     const hasRoom = (job: HeldJob) => {
       const limit = this.queueLimits.get(job.queue);
       return limit === undefined || (this.runningPerQueue.get(job.queue) ?? 0) < limit;
     };
-    while (this.running.size < concurrency) {
+    while (this.running.size < concurrency && this.buffer.size > 0) {
+      if (this.sliceSpent()) return this.dispatchNextTurn();
       const job = this.buffer.takeFirst(hasRoom);
       if (job === undefined) return;
       this.start(job);
     }
+  }
+
+  /**
+   * True once runs have been starting for longer than a slice without a turn of the event loop. A handler that
+   * returns without awaiting (CPU-bound work) runs inside start(), and settles in a microtask whose settle starts the
+   * next buffered job: the whole buffer ran back to back, and timers and sockets (lease renewals, the leader's
+   * self-check) waited for all of it.
+   */
+  private sliceSpent(): boolean {
+    const now = performance.now();
+    if (this.sliceStartedAt === undefined) {
+      this.sliceStartedAt = now;
+      setImmediate(() => (this.sliceStartedAt = undefined));
+      return false;
+    }
+    return now - this.sliceStartedAt > DISPATCH_SLICE_MS;
+  }
+
+  private dispatchNextTurn(): void {
+    this.dispatchDeferred = true;
+    setImmediate(() => {
+      this.dispatchDeferred = false;
+      this.dispatch();
+    });
   }
 
   private start(job: HeldJob): void {
