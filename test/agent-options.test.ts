@@ -22,6 +22,8 @@ describe('agent options', () => {
     expect(errorOf({ concurrency: 0 }).message).toContain('concurrency: must be at least 1; got 0');
     expect(errorOf({ concurrency: 2.5 }).message).toContain('concurrency: must be a whole number; got 2.5');
     expect(errorOf({ heartbeatIntervalMs: 0 }).message).toContain('heartbeatIntervalMs: must be at least 1 ms; got 0');
+    // The leader ticks a few ms after each slot: with no grace, `skip` schedules would drop every slot.
+    expect(errorOf({ cronGraceMs: 0 }).message).toContain('cronGraceMs: must be at least 1000 ms; got 0');
     expect(errorOf({ leaseMs: Number.NaN }).message).toContain('leaseMs: must be a finite number of milliseconds');
     expect(errorOf({ queueConcurrency: { emails: 0 } }).message).toContain('queueConcurrency.emails: must be at least 1; got 0');
     expect(errorOf({ pollIntervalMs: '1000' as unknown as number }).code).toBe('CONFIG_INVALID');

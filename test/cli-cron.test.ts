@@ -149,6 +149,7 @@ describe('wida cron', () => {
       expectFailure(['cron', 'add', 'x', '--expression', '* * * * *', '--task', 't', '--max-attempts', '0'], 2, /--max-attempts must be a whole number/),
       expectFailure(['cron', 'add', 'x', '--expression', '* * * * *', '--task', 't', '--payload', '{nope'], 2, /--payload value is not valid JSON/),
       expectFailure(['cron', 'add', 'x', '--task', 't'], 2, /expression/),
+      expectFailure(['cron', 'add', 'x', '--expression', 'H 3 * * *', '--task', 't'], 2, /--expression: cron expression "H 3 \* \* \*" uses H/),
       expectFailure(['cron', 'list', '--next', '-1'], 2, /--next must be a whole number/),
       expectFailure(['cron'], 2, /name a cron command/),
       expectFailure(['cron', 'rm', 'nope'], 1, /cron schedule "nope" does not exist/),
@@ -157,6 +158,17 @@ describe('wida cron', () => {
       expectFailure(['cron', 'pause', 'nope'], 1, /cron schedule "nope" does not exist/),
     ]);
     expect(await t.client.listCronSchedules()).toEqual([]);
+  });
+
+  it('cron add takes payloads up to WIDA_MAX_PAYLOAD_BYTES, as enqueue does, and names the limit past it', async () => {
+    const file = join(workDir, 'big-payload.json');
+    writeFileSync(file, JSON.stringify('x'.repeat(1_100_000))); // past the default 1 MiB
+    const big = ['cron', 'add', 'big', '--expression', '0 0 * * *', '--task', 't', '--payload', `@${file}`];
+    const refused = await wida(big, { env: { WIDA_MAX_PAYLOAD_BYTES: '1000' } });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/the limit is 1000 bytes/);
+    expect((await wida(big, { env: { WIDA_MAX_PAYLOAD_BYTES: '2000000' } })).code).toBe(0);
+    expect((await t.client.getCronSchedule('big')).payload).toHaveLength(1_100_000);
   });
 });
 

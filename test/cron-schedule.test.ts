@@ -145,11 +145,18 @@ describe('catch-up policy for slots missed while no leader ran', () => {
     ['once runs the newest missed slot and the on-time one', { policy: 'once' }, ['10:04', '10:05'], true],
     ['backfill 2 runs the two newest missed slots', { policy: 'backfill', backfillLimit: 2 }, ['10:03', '10:04', '10:05'], true],
     ['backfill 10 runs all four missed slots', { policy: 'backfill', backfillLimit: 10 }, ['10:01', '10:02', '10:03', '10:04', '10:05'], false],
+    ['backfill 4 runs exactly the four missed slots: nothing dropped', { policy: 'backfill', backfillLimit: 4 }, ['10:01', '10:02', '10:03', '10:04', '10:05'], false],
   ])('%s', (_what, catchUp, slots, skipped) => {
     const result = due(catchUp);
     expect(result.slots.map((d) => d.toISOString().slice(11, 16))).toEqual(slots);
     expect(result.skipped).toBe(skipped);
     expect(result.newest).toEqual(at('2024-01-01T10:05:00Z'));
+  });
+
+  it('once, with exactly one slot missed, drops nothing', () => {
+    const result = dueSlots(everyMinute, { after: at('2024-01-01T10:03:00Z'), now, catchUp: { policy: 'once' }, graceMs: 60_000 });
+    expect(iso(result.slots)).toEqual(['2024-01-01T10:04:00Z', '2024-01-01T10:05:00Z']);
+    expect(result.skipped).toBe(false);
   });
 
   it('slots within the grace are on time whatever the policy (a leader change is not a miss)', () => {
@@ -177,5 +184,15 @@ describe('catch-up policy for slots missed while no leader ran', () => {
       '2023-12-31T23:59:56Z', '2023-12-31T23:59:57Z', '2023-12-31T23:59:58Z', '2023-12-31T23:59:59Z', '2024-01-01T00:00:00Z',
     ]);
     expect(performance.now() - started).toBeLessThan(2_000);
+  });
+});
+
+describe("cron-parser's H (a random value)", () => {
+  it('is refused, naming the expression; day names with an H in them are not', () => {
+    for (const expression of ['H H * * *', 'H/5 * * * *', '0 H(0-3) * * *']) {
+      expect(() => new CronSchedule(expression, 'UTC')).toThrow(ValidationError);
+      expect(() => new CronSchedule(expression, 'UTC')).toThrow(/uses H \(a random value\)/);
+    }
+    expect(new CronSchedule('0 9 * * THU', 'UTC').next(at('2024-01-01T00:00:00Z'))).toEqual(at('2024-01-04T09:00:00Z'));
   });
 });

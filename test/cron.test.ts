@@ -83,6 +83,13 @@ describe('managing schedules', () => {
     const updated = await updateCronSchedule(t.db, 'hourly', { queue: 'sync', payload: [1, 2] });
     expect(updated).toMatchObject({ expression: '0 * * * *', queue: 'sync', payload: [1, 2], catchUp: 'backfill', backfillLimit: 5 });
     expect(await updateCronSchedule(t.db, 'hourly', { catchUp: 'once' })).toMatchObject({ catchUp: 'once', backfillLimit: null });
+    // A change given as undefined keeps the stored value (an optional field left empty is not "back to the default").
+    await updateCronSchedule(t.db, 'hourly', { timezone: 'America/New_York' });
+    expect(await updateCronSchedule(t.db, 'hourly', { priority: 'critical', queue: undefined, timezone: undefined })).toMatchObject({
+      queue: 'sync',
+      timezone: 'America/New_York',
+      priority: 'critical',
+    });
 
     await pauseCronSchedule(t.db, 'hourly');
     expect(await getCronSchedule(t.db, 'hourly')).toMatchObject({ enabled: false, nextRuns: [] });

@@ -21,7 +21,8 @@ const agentNumbers = z.object({
   retentionIntervalMs: milliseconds(1),
   defaultTimeoutMs: milliseconds(1),
   shutdownGraceMs: milliseconds(0),
-  cronGraceMs: milliseconds(0),
+  // The leader ticks a few ms after each slot: with no grace, every slot read as missed and `skip` dropped them all.
+  cronGraceMs: milliseconds(1_000),
   electionPollIntervalMs: milliseconds(1),
   leaderCheckIntervalMs: milliseconds(1),
   leaderCheckTimeoutMs: milliseconds(1),

@@ -137,7 +137,8 @@ export async function updateCronSchedule(
     ...(current.timeoutMs !== null && { timeout: current.timeoutMs }),
     catchUp: current.catchUp,
     ...(current.backfillLimit !== null && { backfillLimit: current.backfillLimit }),
-    ...changes,
+    // A change given as undefined (an optional form field left empty) keeps the stored value, as one not given does.
+    ...Object.fromEntries(Object.entries(changes ?? {}).filter(([, value]) => value !== undefined)),
   };
   if (changes.catchUp !== undefined && changes.catchUp !== 'backfill') delete spec.backfillLimit;
   return (await addCronSchedule(db, spec, maxPayloadBytes)).schedule;

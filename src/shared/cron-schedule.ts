@@ -51,6 +51,11 @@ export class CronSchedule {
         `cron expression "${expression}" has ${fields} fields; expected 5 (minute hour day-of-month month day-of-week) or 6 (with seconds first)`,
       );
     }
+    // cron-parser reads H as a random value drawn at each parse: every leader, listing and client would draw its own
+    // minute, and a daily schedule ran three times one day and not at all another.
+    if (/(^|[^A-Za-z])[Hh]($|[^A-Za-z])/.test(trimmed)) {
+      throw new ValidationError('expression', `cron expression "${expression}" uses H (a random value); write the minute and hour you want, e.g. "17 3 * * *"`);
+    }
     if (!isValidTimezone(timezone)) {
       throw new ValidationError('timezone', `"${timezone}" is not an IANA time zone; use a name such as "Europe/London" or "UTC"`);
     }
@@ -199,6 +204,6 @@ export function dueSlots(schedule: CronSchedule, params: { after: Date; now: Dat
   const missed = schedule.latest(after, onTimeFrom, Math.max(wanted, 1));
   const run = missed.slice(missed.length - Math.min(wanted, missed.length));
   // latest() returned at most `wanted` slots when wanted > 0: any older one was dropped.
-  const skipped = wanted === 0 ? missed.length > 0 : missed.length === wanted && schedule.between(after, missed[0], 1).length > 0;
+  const skipped = wanted === 0 ? missed.length > 0 : missed.length === wanted && schedule.between(after, new Date(missed[0].getTime() - 1), 1).length > 0;
   return { slots: [...run, ...onTime], skipped, newest: onTime.at(-1) ?? missed.at(-1) ?? null };
 }

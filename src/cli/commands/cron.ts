@@ -4,7 +4,7 @@ import { toCronScheduleWrite, type CronScheduleInfo, type CronScheduleSpec } fro
 import { CATCH_UP_POLICIES, type CatchUpPolicy } from '../../shared/cron-schedule.js';
 import { ValidationError } from '../../shared/errors.js';
 import { PRIORITIES } from '../../shared/job-state.js';
-import { UsageError, withClient, type CommonFlags } from '../context.js';
+import { UsageError, configFromFlags, withClient, type CommonFlags } from '../context.js';
 import { formatDuration, formatRelative, formatTime, print, printJson, printTable } from '../format.js';
 import { readDuration, readPayload } from '../input.js';
 
@@ -26,9 +26,9 @@ const FLAG_OF_FIELD: Record<string, string> = {
 };
 
 /** Validates a spec before connecting; a ValidationError is rewritten to name the flag (exit 2). */
-function validateSpec(spec: CronScheduleSpec): void {
+function validateSpec(spec: CronScheduleSpec, maxPayloadBytes: number): void {
   try {
-    toCronScheduleWrite(spec);
+    toCronScheduleWrite(spec, '', maxPayloadBytes);
   } catch (error) {
     if (!(error instanceof ValidationError)) throw error;
     const flag = FLAG_OF_FIELD[error.field];
@@ -172,7 +172,7 @@ export function cronCommand(yargs: Argv<CommonFlags>) {
           if (argv['catch-up'] !== undefined) spec.catchUp = argv['catch-up'];
           if (argv['backfill-limit'] !== undefined) spec.backfillLimit = readWholeNumber('backfill-limit', argv['backfill-limit'], { min: 1, max: 1000 });
           if (argv.paused !== undefined) spec.enabled = !argv.paused;
-          validateSpec(spec);
+          validateSpec(spec, configFromFlags(argv).WIDA_MAX_PAYLOAD_BYTES);
           const { schedule, created } = await withClient(argv, ({ client }) => client.addCronSchedule(spec));
           if (argv.json) return printJson({ created, schedule: toJson(schedule) });
           const next = schedule.nextRuns[0];
