@@ -131,7 +131,7 @@ describe('wida enqueue --depends-on', () => {
     expect((await wida(['enqueue', '--help'])).stdout).toMatch(/--depends-on[\s\S]*Examples:[\s\S]*--depends-on/);
   });
 
-  it('refuses a bad id with exit 2 naming the flag, and an unknown or cancelled job with exit 2 naming it; nothing is written', async () => {
+  it('refuses a bad id with exit 2 naming the flag, and an unknown or cancelled job with exit 1 naming it (a refusal, as for any unknown job id); nothing is written', async () => {
     const cancelled = await t.client.enqueue({ task: 'x', queue: 'idle' });
     await t.client.cancelJob(cancelled.id);
     await Promise.all([
@@ -140,8 +140,8 @@ describe('wida enqueue --depends-on', () => {
       expectFailure(['enqueue', 'a', '--depends-on', '0'], 2, /--depends-on "0" is not a job id/),
       expectFailure(['enqueue', 'a', '--depends-on'], 2, /--depends-on "" is not a job id/),
       expectFailure(['enqueue', 'a', '--depends-on', '7', '8'], 2, /unknown command or option: 8/),
-      expectFailure(['enqueue', 'a', '--depends-on', '987654321'], 2, /depends on job 987654321, which does not exist/),
-      expectFailure(['enqueue', 'a', '--depends-on', String(cancelled.id)], 2, new RegExp(`depends on job ${cancelled.id}, which is cancelled`)),
+      expectFailure(['enqueue', 'a', '--depends-on', '987654321'], 1, /depends on job 987654321, which does not exist/),
+      expectFailure(['enqueue', 'a', '--depends-on', String(cancelled.id)], 1, new RegExp(`depends on job ${cancelled.id}, which is cancelled`)),
       expectFailure(['enqueue', 'a', '--depends-on', String(cancelled.id), '--idempotency-key', 'k'], 2, /cannot have an idempotencyKey/),
     ]);
     expect((await t.client.listJobs()).map((job) => job.id)).toEqual([cancelled.id]);

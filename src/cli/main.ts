@@ -1,6 +1,6 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { ConfigError, ValidationError } from '../shared/errors.js';
+import { ConfigError, DependencyRefusedError, ValidationError } from '../shared/errors.js';
 import { WIDA_VERSION } from '../shared/version.js';
 import { UsageError, type CommonFlags } from './context.js';
 import { agentCommand } from './commands/agent.js';
@@ -94,6 +94,7 @@ const verbose = process.argv.includes('--verbose');
 
 /** Wrong input exits 2 (usage); a refusal or failure of the operation exits 1. */
 function isUsageError(error: unknown): boolean {
+  if (error instanceof DependencyRefusedError) return false; // well-formed, refused by the jobs' state
   return error instanceof UsageError || error instanceof ValidationError || error instanceof ConfigError;
 }
 

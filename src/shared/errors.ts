@@ -21,6 +21,17 @@ export class ValidationError extends WidaError {
   }
 }
 
+/**
+ * A dependency the database refuses (it does not exist, or it is cancelled): well-formed input that the state of the
+ * jobs rules out. Still a ValidationError (code VALIDATION_FAILED, field `dependsOn`) for callers; the CLI exits 1 on
+ * it, as on any refusal, rather than 2 for bad usage.
+ */
+export class DependencyRefusedError extends ValidationError {
+  constructor(message: string) {
+    super('dependsOn', message);
+  }
+}
+
 export class JobNotFoundError extends WidaError {
   constructor(readonly jobId: number) {
     super('JOB_NOT_FOUND', `job ${jobId} does not exist (it may have been deleted by retention or dropped)`);

@@ -6,7 +6,7 @@ import { topologicalOrder, validateDag, type Dependency } from './dag.js';
 import type { SchemaDb } from './db/sql.js';
 import { jobAttachDependents, jobInsertWithDependencies, jobSettleWaiting, type DependentInsertRow, type WaitingSettlement } from './db/queries/jobs.js';
 import { jobDepsOf, workflowGet, workflowInsert, workflowJobs, workflowSetNodes, type Edge } from './db/queries/workflows.js';
-import { ValidationError, WorkflowNotFoundError } from './errors.js';
+import { DependencyRefusedError, ValidationError, WorkflowNotFoundError } from './errors.js';
 import { toInsertRow, type JobSpec } from './job-spec.js';
 import { checkWorkflowId } from './admin-input.js';
 import { LONE_SURROGATE } from './storable.js';
@@ -150,10 +150,10 @@ export async function insertGraph(db: SchemaDb, nodes: readonly GraphNode[], wor
       const id = resolve(dependency);
       const state = states.get(id);
       if (state === undefined) {
-        throw new ValidationError('dependsOn', `${describe(node)} depends on job ${id}, which does not exist`);
+        throw new DependencyRefusedError(`${describe(node)} depends on job ${id}, which does not exist`);
       }
       if (state === 'cancelled') {
-        throw new ValidationError('dependsOn', `${describe(node)} depends on job ${id}, which is cancelled; retry it first, or leave it out`);
+        throw new DependencyRefusedError(`${describe(node)} depends on job ${id}, which is cancelled; retry it first, or leave it out`);
       }
       if (state !== 'completed') unmet++;
       if (state === 'dead' && blockedReason === null) blockedReason = `blocked: job ${id} is dead`;

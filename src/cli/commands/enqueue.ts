@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import { ValidationError } from '../../shared/errors.js';
+import { DependencyRefusedError, ValidationError } from '../../shared/errors.js';
 import { PRIORITIES } from '../../shared/job-state.js';
 import type { DependentJobSpec } from '../../shared/workflow.js';
 import { UsageError, withClient, type CommonFlags } from '../context.js';
@@ -67,7 +67,8 @@ const FLAG_OF_FIELD: Record<string, string> = {
 
 /** A refusal of the client API, in the words of the command line: "--max-attempts must be at least 1". */
 function inFlagWords(error: unknown): unknown {
-  if (!(error instanceof ValidationError)) return error;
+  // A dependency the jobs' state refuses says so in its own words, and stays a refusal (exit 1).
+  if (!(error instanceof ValidationError) || error instanceof DependencyRefusedError) return error;
   const flag = FLAG_OF_FIELD[error.field];
   if (flag === undefined) return error;
   const message = error.message.replace(new RegExp(`^invalid ${error.field}: `), '').replaceAll(error.field, flag);
