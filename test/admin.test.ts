@@ -354,6 +354,16 @@ describe('dead letter queue', () => {
     expect((await t.client.purgeDead({ task: 'dlq_t1', queue: 'dlq_a' })).sort()).toEqual([a1]);
   });
 
+  it('finishedBefore pins a bulk action to the jobs dead by then: one that dies later is left (a purge asked about N removes N)', async () => {
+    const [older] = await insertJobs(t.pool, t.schema, [{ task: 'pin', queue: 'dlq_pin', state: 'dead', finishedAgoMs: 60_000 }]);
+    const asOf = await t.client.databaseNow();
+    const [later] = await insertJobs(t.pool, t.schema, [{ task: 'pin', queue: 'dlq_pin', state: 'dead', finishedAgoMs: -1_000 }]);
+    expect(await t.client.countDead({ queue: 'dlq_pin', finishedBefore: asOf })).toBe(1);
+    expect(await t.client.purgeDead({ queue: 'dlq_pin', finishedBefore: asOf })).toEqual([older.id]);
+    expect((await t.client.getJob(later.id)).state).toBe('dead');
+    await expect(t.client.purgeDead({ finishedBefore: new Date('nope') })).rejects.toThrow(/invalid finishedBefore/);
+  });
+
   it('countDead counts the matching dead jobs, no further than its cap', async () => {
     await seedDead();
     expect(await t.client.countDead({ queue: 'dlq_a' })).toBe(2);
@@ -410,13 +420,13 @@ describe('listings', () => {
       { queue: 'lq_counts', state: 'completed' },
     ]);
     const find = async (name: string) => (await t.client.listQueues()).find((queue) => queue.name === name);
-    expect(await find('lq_counts')).toEqual({ name: 'lq_counts', paused: false, counts: { pending: 2, running: 1, dead: 1, completed: 1 } });
+    expect(await find('lq_counts')).toEqual({ name: 'lq_counts', paused: false, counts: { waiting: 0, pending: 2, running: 1, completed: 1, dead: 1, cancelled: 0 } });
     await t.client.pauseQueue('lq_counts');
     expect(await find('lq_counts')).toMatchObject({ paused: true, counts: { pending: 2 } });
     await t.client.resumeQueue('lq_counts');
     expect(await find('lq_counts')).toMatchObject({ paused: false });
     await t.client.pauseQueue('lq_empty');
-    expect(await find('lq_empty')).toEqual({ name: 'lq_empty', paused: true, counts: {} });
+    expect(await find('lq_empty')).toEqual({ name: 'lq_empty', paused: true, counts: { waiting: 0, pending: 0, running: 0, completed: 0, dead: 0, cancelled: 0 } });
   });
 
   it('listAgents shows a started agent with host, pid, version, queues and a fresh heartbeat; stopped after stop()', async () => {

@@ -265,6 +265,21 @@ describe('usage errors', () => {
     expect(code).toBe(0);
   });
 
+  it('a failed action keeps its exit 1 when the reader of its output goes away', async () => {
+    const jobs = await t.client.enqueueMany(Array.from({ length: 2000 }, (_, i) => ({ task: `cancel_piped_${i}`, queue: 'idle' })));
+    const child = spawn(process.execPath, [WIDA_BIN, 'cancel', ...jobs.map((job) => String(job.id)), '987654321'], {
+      cwd: workDir,
+      env: cleanEnv({ WIDA_DATABASE_URL: t.url, WIDA_SCHEMA: t.schema }) as NodeJS.ProcessEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).toMatch(/job 987654321 does not exist/);
+    expect(code).toBe(1);
+  });
+
   it('a bad setting names the variable (exit 2)', async () => {
     await expectFailure(['queues'], 2, /WIDA_LEASE must be a duration/, { env: { WIDA_LEASE: 'forever' } });
     // Unparseable, it failed only when connecting: "cannot reach the database at (unparseable database URL)", exit 1.
@@ -290,6 +305,7 @@ describe('wida jobs list / show', () => {
     const byText = await widaJson(['jobs', 'list', '--text', 'SMTP SAID']);
     expect(byText.map((job: { id: number }) => job.id)).toEqual([dead.id]);
     expect((await wida(['jobs', 'list', '--queue', 'nothing-here'])).stdout).toMatch(/\(no jobs\)/);
+    await expectFailure(['jobs', 'list', '--text'], 2, /text/); // no value: not "every job"
   });
 
   it('shows payload, every attempt with its error, timings and the lease holder', async () => {
@@ -308,6 +324,12 @@ describe('wida jobs list / show', () => {
 
     const json = await widaJson(['jobs', 'show', String(running.id)]);
     expect(json).toMatchObject({ id: running.id, state: 'running', claimedBy: 'host-c-3', attemptLog });
+
+    // A finished job keeps claimed_by (who ran it last) but holds no lease; its run time reads as one duration.
+    const completed = await insertJob(t.pool, t.schema, { state: 'completed', claimedBy: 'host-d-4', timeoutMs: 3_599_700 });
+    const done = await wida(['jobs', 'show', String(completed.id)]);
+    expect(done.stdout).not.toMatch(/lease holder/);
+    expect(done.stdout).toMatch(/timeout:\s+1h 0m/);
   });
 
   it('an unknown job id exits 1', async () => {
@@ -376,7 +398,8 @@ describe('wida pause / resume / queues', () => {
     expect((await wida(['pause', 'emails'])).stdout).toBe('paused queue emails\n');
 
     const queues = await widaJson(['queues']);
-    expect(queues).toEqual([{ name: 'emails', paused: true, counts: { pending: 1, dead: 1 } }]);
+    // Every state, 0 when none, as the table shows: a script reading counts.running gets a number.
+    expect(queues).toEqual([{ name: 'emails', paused: true, counts: { waiting: 0, pending: 1, running: 0, completed: 0, dead: 1, cancelled: 0 } }]);
     const table = await wida(['queues']);
     expect(table.stdout).toMatch(/QUEUE\s+PAUSED\s+WAITING\s+PENDING\s+RUNNING\s+COMPLETED\s+DEAD\s+CANCELLED/);
     expect(table.stdout).toMatch(/emails\s+yes\s+0\s+1\s+0\s+0\s+1\s+0/);

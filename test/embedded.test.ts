@@ -82,6 +82,9 @@ describe('the embedded database (no WIDA_DATABASE_URL)', () => {
     expect(status.code).toBe(1);
     expect(status.stdout).toMatch(/database: postgres:\/\/someone:\*\*\*@127\.0\.0\.1:1\/app \(from WIDA_DATABASE_URL/);
     expect(status.stdout).toMatch(/unreachable: connect ECONNREFUSED/);
+    const json = await wida(['db', 'status', '--json'], { env });
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({ source: 'WIDA_DATABASE_URL', reachable: false });
     const start = await wida(['db', 'start'], { env });
     expect(start.code).toBe(1);
     expect(start.stderr).toMatch(/WIDA_DATABASE_URL is set, so Wida uses that database, not the embedded one/);

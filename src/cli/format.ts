@@ -51,10 +51,12 @@ function oneLine(value: string | number | null | undefined): string {
 /** "1.2s", "3m 4s", "2h 5m", "3d 1h" */
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
-  const seconds = ms / 1000;
-  if (seconds < 60) return `${seconds < 10 ? Number(seconds.toFixed(1)) : Math.round(seconds)}s`;
+  if (ms < 9_950) return `${Number((ms / 1000).toFixed(1))}s`;
+  // Rounded once, to whole seconds, before splitting: rounding the seconds after flooring the minutes gave "1m 60s".
+  const seconds = Math.round(ms / 1000);
+  if (seconds < 60) return `${seconds}s`;
   const minutes = Math.floor(seconds / 60);
-  if (minutes < 60) return `${minutes}m ${Math.round(seconds % 60)}s`;
+  if (minutes < 60) return `${minutes}m ${seconds % 60}s`;
   const hours = Math.floor(minutes / 60);
   if (hours < 24) return `${hours}h ${minutes % 60}m`;
   return `${Math.floor(hours / 24)}d ${hours % 24}h`;

@@ -86,7 +86,9 @@ function refuseBooleanValues(words: readonly string[]): void {
 
 // `wida jobs list | head`: the reader went away; what is left to print has no one to read it.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(0);
+  // Nobody reads the rest: it is dropped, and the command finishes with its own exit code (exiting 0 here hid the
+  // failure of an action that ran after, or before, the reader went away).
+  if (error.code === 'EPIPE') return;
   throw error;
 });
 

@@ -46,6 +46,7 @@ const deadFilterSchema = z.strictObject({
   queue: name('queue').optional(),
   task: name('task').optional(),
   ...timeFilters,
+  finishedBefore: z.date({ error: 'finishedBefore must be a valid Date' }).optional(),
 });
 
 function check<T>(schema: z.ZodType, value: unknown, fallbackField: string): T {

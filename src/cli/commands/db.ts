@@ -17,20 +17,20 @@ export function dbCommand(yargs: Argv<CommonFlags>) {
           if (config.WIDA_DATABASE_URL) {
             const reachable = await answers(config.WIDA_DATABASE_URL);
             const url = redactUrl(config.WIDA_DATABASE_URL);
+            if (reachable !== true) process.exitCode = 1;
             if (argv.json) return printJson({ source: 'WIDA_DATABASE_URL', url, schema: config.WIDA_SCHEMA, reachable: reachable === true, error: reachable === true ? undefined : reachable });
             print(`database: ${url} (from WIDA_DATABASE_URL or --database-url), schema "${config.WIDA_SCHEMA}"`);
             print(reachable === true ? 'status:   reachable' : `status:   unreachable: ${reachable}`);
-            if (reachable !== true) process.exitCode = 1;
             return;
           }
           const status = await embeddedDatabaseStatus(widaHome());
+          if (status.problem) process.exitCode = 1;
           if (argv.json) return printJson({ source: 'embedded', schema: config.WIDA_SCHEMA, ...status, url: status.url && redactUrl(status.url) });
           print(`database: embedded PostgreSQL (no WIDA_DATABASE_URL set), schema "${config.WIDA_SCHEMA}"`);
           print(`data:     ${status.dataDir}`);
           if (status.problem) {
             // A running server whose db.json is lost showed as "stopped; any command starts it", and none could.
             print(`status:   unusable: ${status.problem}`);
-            process.exitCode = 1;
           } else if (status.running) print(`status:   running on 127.0.0.1:${status.port} (pid ${status.pid}); \`wida db stop\` stops it`);
           else print(`status:   ${status.initialised ? 'stopped' : 'not created yet'}; any command (or \`wida db start\`) starts it`);
         },

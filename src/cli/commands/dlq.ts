@@ -87,7 +87,8 @@ function bulkCommand(yargs: Argv<CommonFlags>, action: BulkAction) {
           printDone(argv, action.pastTense, outcome, { runsAgain: action.name === 'replay' });
           return reportFailures(outcome.failed);
         }
-        const filter = toDeadFilter(argv);
+        // Pinned to the database's time of the count: jobs that die while the question waits are not in what was asked.
+        const filter = { ...toDeadFilter(argv), finishedBefore: await client.databaseNow() };
         const matching = await client.countDead(filter, 10_001);
         const count = matching > 10_000 ? 'more than 10000' : String(matching);
         const question = `${action.name} ${count} dead job${matching === 1 ? '' : 's'}${describeFilter(argv)}?`;

@@ -16,7 +16,7 @@ export function jobsCommand(yargs: Argv<CommonFlags>) {
             .option('state', { type: 'string', requiresArg: true, describe: 'only these states, comma-separated (pending, running, dead, ...)' })
             .option('queue', { type: 'string', describe: 'only this queue' })
             .option('task', { type: 'string', describe: 'only this task' })
-            .option('text', { type: 'string', describe: 'only jobs whose task, payload or last error contains this text' })
+            .option('text', { type: 'string', requiresArg: true, describe: 'only jobs whose task, payload or last error contains this text' })
             .option('limit', { type: 'number', requiresArg: true, default: 50, describe: 'at most this many (up to 1000)' })
             .option('before', { type: 'string', requiresArg: true, describe: 'only jobs older than this id: the next page after a listing' })
             .example('$0 jobs list --state dead,cancelled --queue emails', 'failed work in one queue')
@@ -86,7 +86,8 @@ export function printJobDetail(job: JobRow, now: Date): void {
   field('started', job.startedAt ? formatTime(job.startedAt) : null);
   field('finished', job.finishedAt ? formatTime(job.finishedAt) : null);
   if (job.startedAt && job.finishedAt) field('took', formatDuration(new Date(job.finishedAt).getTime() - new Date(job.startedAt).getTime()));
-  if (job.claimedBy) field('lease holder', `${job.claimedBy} until ${formatTime(job.leaseExpiresAt)} (epoch ${job.leaseEpoch})`);
+  // claimed_by stays after a run ends (who ran it last); only a running job holds a lease.
+  if (job.state === 'running' && job.claimedBy) field('lease holder', `${job.claimedBy} until ${formatTime(job.leaseExpiresAt)} (epoch ${job.leaseEpoch})`);
   field('timeout', job.timeoutMs === null ? null : formatDuration(job.timeoutMs));
   field('backoff', `${job.backoff.strategy}, base ${formatDuration(job.backoff.baseMs)}, factor ${job.backoff.factor}, max ${formatDuration(job.backoff.maxMs)}`);
   field('idempotency key', job.idempotencyKey);

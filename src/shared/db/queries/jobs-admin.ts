@@ -289,6 +289,8 @@ export interface DeadFilter {
   finishedSince?: Date;
   /** died in the last this many ms, by the database's clock (the operator's may be off) */
   finishedWithinMs?: number;
+  /** died no later than this: a bulk action pinned to what the operator was shown (jobs dying meanwhile are left) */
+  finishedBefore?: Date;
 }
 
 const DEAD_MATCH = `state = 'dead'
@@ -296,7 +298,8 @@ const DEAD_MATCH = `state = 'dead'
       AND ($2::text IS NULL OR queue = $2)
       AND ($3::text IS NULL OR task = $3)
       AND ($4::timestamptz IS NULL OR finished_at >= $4)
-      AND ($5::bigint IS NULL OR finished_at >= now() - $5 * interval '1 millisecond')`;
+      AND ($5::bigint IS NULL OR finished_at >= now() - $5 * interval '1 millisecond')
+      AND ($6::timestamptz IS NULL OR finished_at <= $6)`;
 
 const LOCK_DEPENDENCIES_OF_DEAD = statement(
   'job_lock_dependencies_of_dead',
@@ -336,10 +339,10 @@ const PURGE_DEAD = statement(
 );
 
 function deadParams(filter: DeadFilter): unknown[] {
-  return [filter.ids ?? null, filter.queue ?? null, filter.task ?? null, filter.finishedSince ?? null, filter.finishedWithinMs ?? null];
+  return [filter.ids ?? null, filter.queue ?? null, filter.task ?? null, filter.finishedSince ?? null, filter.finishedWithinMs ?? null, filter.finishedBefore ?? null];
 }
 
-const COUNT_DEAD = statement('job_count_dead', `SELECT count(*)::integer AS n FROM (SELECT 1 FROM @.jobs WHERE ${DEAD_MATCH} LIMIT $6) AS m`);
+const COUNT_DEAD = statement('job_count_dead', `SELECT count(*)::integer AS n FROM (SELECT 1 FROM @.jobs WHERE ${DEAD_MATCH} LIMIT $7) AS m`);
 
 /** How many dead jobs match the filter, counting no further than `cap` (nothing but the count is read). */
 export async function jobCountDead(db: SchemaDb, filter: DeadFilter, cap: number): Promise<number> {

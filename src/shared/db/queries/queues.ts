@@ -1,4 +1,5 @@
 /** The queues table: paused flag and limits, and counts of jobs per queue and state. */
+import { JOB_STATES } from '../../job-state.js';
 import { statement, type SchemaDb } from '../sql.js';
 
 // The CTE reads the row as it was before the statement, so each says whether the queue was paused already.
@@ -43,5 +44,6 @@ const SUMMARY = statement(
 /** Every queue that has jobs or settings, with its job counts by state. */
 export async function queueSummaries(db: SchemaDb): Promise<QueueSummary[]> {
   const rows = await db.rows(SUMMARY);
-  return rows.map((row) => ({ name: row.name, paused: row.paused, counts: row.counts }));
+  // Every state, 0 when none: a script reading counts.running must not get undefined.
+  return rows.map((row) => ({ name: row.name, paused: row.paused, counts: { ...Object.fromEntries(JOB_STATES.map((state) => [state, 0])), ...row.counts } }));
 }
