@@ -330,6 +330,11 @@ describe('wida jobs list / show', () => {
     const done = await wida(['jobs', 'show', String(completed.id)]);
     expect(done.stdout).not.toMatch(/lease holder/);
     expect(done.stdout).toMatch(/timeout:\s+1h 0m/);
+    // A dead job's run_at (its last backoff's) is not shown as a time to wait for; a waiting job says what it waits for.
+    const dead = await insertJob(t.pool, t.schema, { state: 'dead', runInMs: 60_000 });
+    expect((await wida(['jobs', 'show', String(dead.id)])).stdout).toMatch(/run at:\s+\S+Z\n/);
+    const waiting = await insertJob(t.pool, t.schema, { state: 'waiting', pendingDeps: 2 });
+    expect((await wida(['jobs', 'show', String(waiting.id)])).stdout).toMatch(/waiting for:\s+2 unfinished dependencies/);
   });
 
   it('an unknown job id exits 1', async () => {

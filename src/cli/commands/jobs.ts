@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import type { JobRow } from '../../shared/admin.js';
-import { priorityFromNumber } from '../../shared/job-state.js';
+import { FINAL_STATES, priorityFromNumber } from '../../shared/job-state.js';
 import { withClient, type CommonFlags } from '../context.js';
 import { formatDuration, formatRelative, formatTime, print, printJson, printTable, truncate } from '../format.js';
 import { readBeforeId, readJobIds, readLimit, readStates } from '../input.js';
@@ -82,7 +82,11 @@ export function printJobDetail(job: JobRow, now: Date): void {
   field('priority', priorityFromNumber(job.priority));
   field('attempt', `${job.attempt} of ${job.maxAttempts}${job.replayCount > 0 ? ` (replayed ${job.replayCount}x)` : ''}`);
   field('created', formatTime(job.createdAt));
-  field('run at', `${formatTime(job.runAt)} (${formatRelative(job.runAt, now.getTime())})`);
+  // A finished job will not run again: its run_at (the last backoff's) is not a time to wait for.
+  const finished = (FINAL_STATES as readonly string[]).includes(job.state);
+  field('run at', finished ? formatTime(job.runAt) : `${formatTime(job.runAt)} (${formatRelative(job.runAt, now.getTime())})`);
+  if (job.state === 'waiting') field('waiting for', `${job.pendingDeps} unfinished ${job.pendingDeps === 1 ? 'dependency' : 'dependencies'}`);
+  field('blocked', job.blockedReason);
   field('started', job.startedAt ? formatTime(job.startedAt) : null);
   field('finished', job.finishedAt ? formatTime(job.finishedAt) : null);
   if (job.startedAt && job.finishedAt) field('took', formatDuration(new Date(job.finishedAt).getTime() - new Date(job.startedAt).getTime()));
