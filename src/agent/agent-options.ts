@@ -126,7 +126,7 @@ export function checkPollWithinLease(pollIntervalMs: number, leaseMs: number, na
  * The payload limit for the agent's own cron schedules: the option, else WIDA_MAX_PAYLOAD_BYTES, else 1 MiB. Read
  * only by an agent given schedules, so a bad variable does not stop an agent that never uses it.
  */
-export function cronPayloadLimit(maxPayloadBytes: number | undefined): number {
+export function cronPayloadLimit(maxPayloadBytes: number | null | undefined): number {
   return maxPayloadBytes ?? loadConfigFor(['WIDA_MAX_PAYLOAD_BYTES']).WIDA_MAX_PAYLOAD_BYTES!;
 }
 

@@ -117,7 +117,7 @@ export function createAgent(options: AgentOptions): Agent {
   const executor = options.executor ?? new InProcessExecutor(options.handlers ?? {});
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   // A bad schedule is the caller's error at createAgent, not a failed start.
-  const cronPayloadBytes = options.cronSchedules?.length || options.cronFile ? cronPayloadLimit(options.maxPayloadBytes ?? undefined) : undefined;
+  const cronPayloadBytes = options.cronSchedules?.length || options.cronFile ? cronPayloadLimit(options.maxPayloadBytes) : undefined;
   options.cronSchedules?.forEach((spec, i) => toCronScheduleWrite(spec, `cron schedule ${i}: `, cronPayloadBytes));
   const risk = heartbeatRisk(heartbeatIntervalMs, leaseMs);
   if (risk) logger.warn(risk);

@@ -82,10 +82,10 @@ export interface WidaClient {
   close(): Promise<void>;
 }
 
-/** The application's handle on Wida: enqueue jobs and run operator actions. */
 /** Tries of an enqueue with dependencies that PostgreSQL chose to break a deadlock with. */
 const GRAPH_DEADLOCK_ATTEMPTS = 3;
 
+/** The application's handle on Wida: enqueue jobs and run operator actions. */
 export function createClient(options: ClientOptions = {}): WidaClient {
   // The environment fills in what the options leave out (as for createAgent), and only that is read and checked.
   const config: Partial<WidaConfig> = loadConfigFor([
