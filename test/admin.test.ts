@@ -293,6 +293,33 @@ describe('dead letter queue', () => {
     expect(await t.client.listDead({ queue: 'dlq_e2e' })).toEqual([]);
   });
 
+  it('gives attempt log entries camelCase keys and Dates, whatever time zone the session that wrote them had', async () => {
+    // Written as an agent in India would store them: jsonb text with the session's offset.
+    const job = await insertJob(t.pool, t.schema, {
+      state: 'dead',
+      attempt: 1,
+      maxAttempts: 1,
+      attemptLog: [
+        { attempt: 1, agent: 'a1', started_at: '2026-11-25T00:12:00.805692+05:30', finished_at: '2026-11-25T00:12:01.5+05:30', outcome: 'failed', error: 'boom', stack: null },
+        { outcome: 'replayed', at: '2026-11-25T01:00:00+05:30' },
+      ],
+    });
+    const row = await t.client.getJob(job.id);
+    expect(row.attemptLog).toEqual([
+      {
+        attempt: 1,
+        agent: 'a1',
+        startedAt: new Date('2026-11-24T18:42:00.805Z'),
+        finishedAt: new Date('2026-11-24T18:42:01.500Z'),
+        outcome: 'failed',
+        error: 'boom',
+        stack: null,
+      },
+      { outcome: 'replayed', at: new Date('2026-11-24T19:30:00.000Z') },
+    ]);
+    expect(JSON.parse(JSON.stringify(row.attemptLog))[0].startedAt).toBe('2026-11-24T18:42:00.805Z');
+  });
+
   it('replayJob sets pending, attempt 0, replay_count + 1 and appends a "replayed" entry', async () => {
     const job = await insertJob(t.pool, t.schema, {
       task: 'dlq_unhandled',
@@ -307,7 +334,7 @@ describe('dead letter queue', () => {
     expect(row.attemptLog).toEqual([
       { outcome: 'failed', error: 'a' },
       { outcome: 'failed', error: 'b' },
-      expect.objectContaining({ outcome: 'replayed', at: expect.any(String) }),
+      expect.objectContaining({ outcome: 'replayed', at: expect.any(Date) }),
     ]);
   });
 

@@ -323,7 +323,15 @@ describe('wida jobs list / show', () => {
     expect(shown.stdout).toMatch(/2\s+failed\s+host-b-2.*connection reset/);
 
     const json = await widaJson(['jobs', 'show', String(running.id)]);
-    expect(json).toMatchObject({ id: running.id, state: 'running', claimedBy: 'host-c-3', attemptLog });
+    expect(json).toMatchObject({
+      id: running.id,
+      state: 'running',
+      claimedBy: 'host-c-3',
+      attemptLog: [
+        { attempt: 1, agent: 'host-a-1', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:02.000Z', outcome: 'failed', error: 'timeout talking to smtp' },
+        { attempt: 2, agent: 'host-b-2', startedAt: '2026-01-01T00:01:00.000Z', finishedAt: '2026-01-01T00:01:01.000Z', outcome: 'failed', error: 'connection reset' },
+      ],
+    });
 
     // A finished job keeps claimed_by (who ran it last) but holds no lease; its run time reads as one duration.
     const completed = await insertJob(t.pool, t.schema, { state: 'completed', claimedBy: 'host-d-4', timeoutMs: 3_599_700 });

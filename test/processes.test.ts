@@ -123,7 +123,7 @@ describe('agents in separate processes', () => {
       const runs = await executions(id);
       expect(runs.map((run) => run.agent)).toEqual(ranOnVictim.has(id) ? ['victim', 'survivor'] : ['survivor']);
       // Taken over only after the lease ran out, not before: the lease started when the victim claimed it.
-      const claimedByVictimAt = new Date(job.attemptLog[0].started_at!).getTime();
+      const claimedByVictimAt = job.attemptLog[0].startedAt!.getTime();
       const rerunAt = runs[runs.length - 1].at.getTime();
       expect(rerunAt - claimedByVictimAt).toBeGreaterThanOrEqual(leaseMs - 1);
     }

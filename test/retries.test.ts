@@ -97,11 +97,11 @@ describe('failing handlers', () => {
 
     const fixed = await failedOnce(fixedId);
     expect(fixed).toMatchObject({ attempt: 1, lastError: 'upstream said 503', leaseExpiresAt: null, finishedAt: null });
-    const failedAt = new Date(fixed.attemptLog[0].finished_at!).getTime();
+    const failedAt = fixed.attemptLog[0].finishedAt!.getTime();
     expect(fixed.runAt.getTime() - failedAt).toBe(60_000);
 
     const jittered = await failedOnce(jitteredId);
-    const delay = jittered.runAt.getTime() - new Date(jittered.attemptLog[0].finished_at!).getTime();
+    const delay = jittered.runAt.getTime() - jittered.attemptLog[0].finishedAt!.getTime();
     expect(delay).toBeGreaterThanOrEqual(8_000);
     expect(delay).toBeLessThanOrEqual(12_000);
   });
@@ -125,7 +125,7 @@ describe('failing handlers', () => {
     job.attemptLog.forEach((entry, i) => {
       expect(entry).toMatchObject({ attempt: i + 1, agent: agent.id, outcome: 'failed', error: `failure number ${i + 1}` });
       expect(entry.stack).toMatch(new RegExp(`^Error: failure number ${i + 1}\\n\\s+at `));
-      expect(new Date(entry.finished_at!).getTime()).toBeGreaterThanOrEqual(new Date(entry.started_at!).getTime());
+      expect(entry.finishedAt!.getTime()).toBeGreaterThanOrEqual(entry.startedAt!.getTime());
     });
   });
 
@@ -331,7 +331,7 @@ describe('timeouts', () => {
     expect(reasons[0]).toMatchObject({ name: 'JobAbort', outcome: 'timed_out', message: 'timed out after 200 ms' });
     expect(job.attemptLog).toEqual([expect.objectContaining({ attempt: 1, outcome: 'timed_out', error: 'timed out after 200 ms' })]);
     const entry = job.attemptLog[0];
-    expect(new Date(entry.finished_at!).getTime() - new Date(entry.started_at!).getTime()).toBeGreaterThanOrEqual(195);
+    expect(entry.finishedAt!.getTime() - entry.startedAt!.getTime()).toBeGreaterThanOrEqual(195);
   });
 
   it('a handler that never settles is failed by its timeout and the agent keeps working', async () => {

@@ -106,10 +106,10 @@ export function printJobDetail(job: JobRow, now: Date): void {
       { header: 'ATTEMPT', value: (entry) => entry.attempt, right: true },
       { header: 'OUTCOME', value: (entry) => entry.outcome },
       { header: 'AGENT', value: (entry) => entry.agent },
-      { header: 'AT', value: (entry) => formatTime(entry.finished_at ?? entry.at) },
+      { header: 'AT', value: (entry) => formatTime(entry.finishedAt ?? entry.at) },
       {
         header: 'TOOK',
-        value: (entry) => (entry.started_at && entry.finished_at ? formatDuration(new Date(entry.finished_at).getTime() - new Date(entry.started_at).getTime()) : ''),
+        value: (entry) => (entry.startedAt && entry.finishedAt ? formatDuration(entry.finishedAt.getTime() - entry.startedAt.getTime()) : ''),
       },
       { header: 'ERROR', value: (entry) => entry.error },
     ],

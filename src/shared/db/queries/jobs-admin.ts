@@ -37,15 +37,39 @@ export interface JobRow {
   finishedAt: Date | null;
 }
 
+/** One entry of a job's attempt log: a run that did not succeed, or an operator's retry or replay. */
 export interface AttemptLogEntry {
+  /** the run's attempt number (absent on retry and replay entries) */
   attempt?: number;
   agent?: string | null;
-  started_at?: string | null;
-  finished_at?: string;
+  startedAt?: Date | null;
+  finishedAt?: Date;
+  /** failed, timed_out, lease_expired, cancelled, ... for runs; retried or replayed for an operator's action */
   outcome: string;
   error?: string | null;
   stack?: string | null;
-  at?: string;
+  /** when an operator retried or replayed the job */
+  at?: Date;
+}
+
+/**
+ * The log is stored as jsonb with snake_case keys and times as the database session printed them (in its time
+ * zone); readers get the same shape as the rest of the row: camelCase keys and Dates.
+ */
+function toAttemptLogEntry(stored: Record<string, unknown>): AttemptLogEntry {
+  const entry: AttemptLogEntry = { outcome: String(stored.outcome) };
+  if (stored.attempt !== undefined) entry.attempt = Number(stored.attempt);
+  if (stored.agent !== undefined) entry.agent = stored.agent as string | null;
+  if (stored.started_at !== undefined) entry.startedAt = toDate(stored.started_at);
+  if (stored.finished_at !== undefined && stored.finished_at !== null) entry.finishedAt = toDate(stored.finished_at)!;
+  if (stored.error !== undefined) entry.error = stored.error as string | null;
+  if (stored.stack !== undefined) entry.stack = stored.stack as string | null;
+  if (stored.at !== undefined && stored.at !== null) entry.at = toDate(stored.at)!;
+  return entry;
+}
+
+function toDate(value: unknown): Date | null {
+  return value === null ? null : new Date(value as string);
 }
 
 function toJobRow(row: any): JobRow {
@@ -72,7 +96,7 @@ function toJobRow(row: any): JobRow {
     },
     idempotencyKey: row.idempotency_key,
     lastError: row.last_error,
-    attemptLog: row.attempt_log,
+    attemptLog: (row.attempt_log as Record<string, unknown>[]).map(toAttemptLogEntry),
     result: row.result,
     progress: row.progress,
     replayCount: row.replay_count,
