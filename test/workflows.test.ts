@@ -4,6 +4,7 @@
  * their races are in workflow-actions.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import { Completer } from '../src/agent/worker/completer.js';
 import { jobDeleteFinished } from '../src/shared/db/queries/jobs.js';
 import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../src/shared/db/queries/jobs-runs.js';
 import { workflowDeleteJobless } from '../src/shared/db/queries/workflows.js';
@@ -204,6 +205,36 @@ describe('release in the completing statement', () => {
       await tx.query('ROLLBACK').catch(() => {});
       tx.release();
     }
+  });
+
+  it("a completion that loses a deadlock to a client attaching a dependent is stored again, logged as a warning", async () => {
+    // d1 < w < d2: the completer locks d1 and d2, then needs w to release it; the client holds w and asks for d2.
+    const d1 = await t.client.enqueue({ task: 'race', queue: 'cdl' });
+    const w = await t.client.enqueue({ task: 'race', queue: 'cdl-w', dependsOn: [d1.id] });
+    const d2 = await t.client.enqueue({ task: 'race', queue: 'cdl' });
+    const claimed = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['cdl'], tasks: null, limit: 2 });
+    const logged: { level: string; message: string }[] = [];
+    const record = (level: string) => (message: string) => void logged.push({ level, message });
+    const completer = new Completer(t.db, { debug() {}, info() {}, warn: record('warn'), error: record('error') });
+    const tx = await t.pool.connect();
+    try {
+      await tx.query('BEGIN');
+      const { rows } = await tx.query(`SELECT pg_backend_pid() AS pid FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [w.id]);
+      for (const job of claimed) completer.complete(job.id, job.leaseEpoch, undefined, null);
+      await waitFor('the completion to wait for the client', async () => {
+        const waiting = await t.pool.query('SELECT 1 FROM pg_stat_activity WHERE $1::integer = ANY(pg_blocking_pids(pid))', [rows[0].pid]);
+        return waiting.rowCount === 1 || undefined;
+      });
+      // The completion waited first, so its deadlock check (deadlock_timeout after it began to wait) breaks the cycle.
+      await tx.query(`SELECT 1 FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [d2.id]);
+      await tx.query('COMMIT');
+    } finally {
+      await tx.query('ROLLBACK').catch(() => {});
+      tx.release();
+    }
+    await waitFor('the completions to be stored', async () => ((await states([d1.id, d2.id, w.id])).join() === 'completed,completed,pending' ? true : undefined));
+    completer.close();
+    expect(logged).toEqual([{ level: 'warn', message: 'storing completions met a deadlock with another transaction; retrying' }]);
   });
 
   it('a workflow that lists a dependent before its dependency still gives the dependent the higher id', async () => {

@@ -7,7 +7,7 @@ import {
   type FailedRun,
   type LeaseRef,
 } from '../../shared/db/queries/jobs-runs.js';
-import { isLockTimeout, isTransientDatabaseError } from '../../shared/errors.js';
+import { isDeadlock, isLockTimeout, isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { storableJson, storableText } from '../../shared/storable.js';
 
@@ -219,7 +219,10 @@ export class Completer {
       return;
     } catch (error) {
       if (isTransientDatabaseError(error)) {
-        this.logger.error(`could not store ${what}s; retrying`, { error: (error as Error).message, jobs: runs.length });
+        // A deadlock with a client attaching dependents to these jobs is expected now and then (docs/architecture.md,
+        // "DAG workflows"); PostgreSQL broke it, and the batch is stored again.
+        if (isDeadlock(error)) this.logger.warn(`storing ${what}s met a deadlock with another transaction; retrying`, { jobs: runs.length });
+        else this.logger.error(`could not store ${what}s; retrying`, { error: (error as Error).message, jobs: runs.length });
         keep(runs);
         await delay(250);
         return;
