@@ -122,6 +122,12 @@ describe('cron slots across DST changes', () => {
     expect(new CronSchedule('0 0 29 2 *', 'Europe/London').next(at('2024-03-01T00:00:00Z'))).toEqual(at('2028-02-29T00:00:00Z'));
   });
 
+  it('looks ten years ahead: a fifth Monday of February (a Monday 29 February) is found from 2034, not from 2026', () => {
+    const schedule = new CronSchedule('0 0 * 2 1#5', 'UTC');
+    expect(schedule.next(at('2026-11-24T00:00:00Z'))).toBeNull(); // the CLI says "no run within ten years"
+    expect(schedule.next(at('2034-03-01T00:00:00Z'))).toEqual(at('2044-02-29T00:00:00Z'));
+  });
+
   it.each([
     ['* * * *', 'UTC', /has 4 fields/],
     ['* * * * * * *', 'UTC', /has 7 fields/],

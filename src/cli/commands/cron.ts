@@ -80,7 +80,7 @@ function describeCatchUp(schedule: Pick<CronScheduleInfo, 'catchUp' | 'backfillL
 /** `now`: the database's clock, which relative times are measured from (this machine's may be off). */
 function printScheduleTable(schedules: readonly CronScheduleInfo[], now: Date): void {
   const runs = (schedule: CronScheduleInfo, format: (run: Date) => string) =>
-    schedule.enabled ? schedule.nextRuns.map(format).join(', ') : '(paused)';
+    !schedule.enabled ? '(paused)' : schedule.nextRuns.length > 0 ? schedule.nextRuns.map(format).join(', ') : '(none within ten years)';
   printTable(
     schedules,
     [
@@ -180,7 +180,7 @@ export function cronCommand(yargs: Argv<CommonFlags>) {
             ? 'paused'
             : next
               ? `next run ${formatInZone(next, schedule.timezone)} (${formatLocal(next)} local)`
-              : 'no future runs';
+              : 'no run within ten years';
           print(`${created ? 'created' : 'updated'} cron schedule ${schedule.name}; ${when}`);
         },
       )
