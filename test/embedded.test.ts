@@ -3,7 +3,7 @@
  * embedded PostgreSQL in WIDA_HOME (or .wida/ in the working directory), other processes join it, and
  * its jobs survive `wida db stop` and the next start.
  */
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -74,6 +74,36 @@ describe('the embedded database (no WIDA_DATABASE_URL)', () => {
     const again = await wida(['db', 'start'], { env: { WIDA_HOME: undefined } });
     expect(again.stdout).toMatch(/already running: embedded PostgreSQL on 127\.0\.0\.1:\d+/);
     expect((await wida(['db', 'stop'], { env: { WIDA_HOME: undefined } })).stdout).toBe('stopped the embedded PostgreSQL\n');
+  });
+
+  it('starts again on the port it had (running agents reconnect), and finds its server whatever port db.json says', async () => {
+    const first = await widaJson(['db', 'start']);
+    expect((await widaJson(['db', 'stop'])).json).toEqual({ stopped: true });
+    const again = await widaJson(['db', 'start']);
+    expect(again.json.port).toBe(first.json.port);
+    // A start cut short (the process killed while pg_ctl waited) left db.json naming another port than the server's.
+    const stateFile = join(home, 'db.json');
+    writeFileSync(stateFile, JSON.stringify({ ...JSON.parse(readFileSync(stateFile, 'utf8')), port: 1 }));
+    expect((await widaJson(['db', 'status'])).json).toMatchObject({ running: true, port: first.json.port });
+    expect((await widaJson(['queues'])).json).toEqual([expect.objectContaining({ name: 'default' })]); // the first test's job
+    expect((await widaJson(['db', 'stop'])).json).toEqual({ stopped: true });
+  });
+
+  it('an initdb cut short (db.json says so) is made again at the next command', async () => {
+    const cutShort = join(workDir, 'cut-short');
+    mkdirSync(join(cutShort, 'postgres'), { recursive: true });
+    writeFileSync(join(cutShort, 'postgres', 'PG_VERSION'), '17\n');
+    writeFileSync(join(cutShort, 'postgres', 'half-written'), '');
+    writeFileSync(join(cutShort, 'db.json'), JSON.stringify({ user: 'postgres', password: 'pw-of-the-cut-short-init', initialising: true }));
+    const env = { WIDA_HOME: cutShort };
+    try {
+      expect((await widaJson(['db', 'status'], { env })).json).toMatchObject({ initialised: false, running: false });
+      expect((await widaJson(['db', 'start'], { env })).json).toMatchObject({ started: true });
+      expect(existsSync(join(cutShort, 'postgres', 'half-written'))).toBe(false);
+      expect(JSON.parse(readFileSync(join(cutShort, 'db.json'), 'utf8'))).not.toHaveProperty('initialising');
+    } finally {
+      await wida(['db', 'stop'], { env });
+    }
   });
 
   it('with WIDA_DATABASE_URL set, db status names that database and db start refuses', async () => {

@@ -13,9 +13,9 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { arch, platform, tmpdir } from 'node:os';
+import { arch, platform } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import pg from 'pg';
 import { DatabaseUnavailableError } from '../errors.js';
@@ -56,7 +56,11 @@ export interface EmbeddedDatabase {
 interface StateFile {
   user: string;
   password: string;
+  /** the port of the last start, tried first at the next one so that running agents reconnect */
   port?: number;
+  /** set while initdb runs: the data directory is ours to delete and make again if the run was cut short */
+  initialising?: boolean;
+  initdbPid?: number;
 }
 
 /** WIDA_HOME, else `.wida` in the working directory. */
@@ -69,35 +73,39 @@ export function embeddedPaths(home: string): EmbeddedPaths {
 /** Starts the embedded server, or joins it if another process already did. */
 export async function ensureEmbeddedDatabase(home: string): Promise<EmbeddedDatabase> {
   const paths = embeddedPaths(home);
+  checkHomePath(paths.home);
   const running = await findRunning(paths);
   if (running) return { ...running, home: paths.home, started: false };
-  mkdirSync(paths.home, { recursive: true });
+  writingIn(paths, () => mkdirSync(paths.home, { recursive: true }));
   return withLock(paths, async () => {
     const joined = await findRunning(paths); // another process may have started it while we waited
     if (joined) return { ...joined, home: paths.home, started: false };
     const owner = await serverUser();
-    if (!existsSync(join(paths.dataDir, 'PG_VERSION'))) await initialise(paths, owner);
+    if (await needsInitialising(paths)) await initialise(paths, owner);
     const state = readState(paths);
     // Without it the password is unknown: starting the server anyway left it running, unreachable, and db.json
     // overwritten with a port alone.
     const problem = stateProblem(paths, state);
     if (problem !== undefined) throw new DatabaseUnavailableError(problem);
+    removeForeignPidFile(paths);
     let lastError: unknown;
     for (let attempt = 0; attempt < START_ATTEMPTS; attempt++) {
-      const port = await freePort();
+      // The last start's port when it is free, so that agents still running reconnect to the restarted server.
+      const port = attempt === 0 && state!.port && (await portIsFree(state!.port)) ? state!.port : await freePort();
+      // Recorded before the start: a process killed while pg_ctl waits leaves a server that db.json describes.
+      writingIn(paths, () => writeState(paths, { user: state!.user, password: state!.password, port }));
       try {
         await pgCtl(owner, ['start', '-D', paths.dataDir, '-l', paths.logFile, '-w', '-t', '60', '-o', serverOptions(port)]);
       } catch (error) {
         lastError = error; // most likely the port was taken between choosing and binding it
         continue;
       }
-      writeState(paths, { ...state!, port });
       const server = await findRunning(paths);
       if (server) return { ...server, home: paths.home, started: true };
     }
     throw new DatabaseUnavailableError(
-      `could not start the embedded PostgreSQL in ${paths.dataDir}: ${(lastError as Error | undefined)?.message ?? 'it did not answer'}; ` +
-        `see ${paths.logFile}, or set WIDA_DATABASE_URL to use another PostgreSQL`,
+      `could not start the embedded PostgreSQL in ${paths.dataDir}: ${(lastError as Error | undefined)?.message ?? 'it did not answer'}` +
+        `${logTail(paths)}; see ${paths.logFile}, or set WIDA_DATABASE_URL to use another PostgreSQL`,
       { cause: lastError },
     );
   });
@@ -106,7 +114,8 @@ export async function ensureEmbeddedDatabase(home: string): Promise<EmbeddedData
 /** Stops the embedded server; false if it was not running. */
 export async function stopEmbeddedDatabase(home: string): Promise<boolean> {
   const paths = embeddedPaths(home);
-  if (!existsSync(paths.home)) return false;
+  // Checked before the lock too: with nothing running, a read-only home has nothing to stop.
+  if (!existsSync(paths.home) || !serverProcess(paths)) return false;
   return withLock(paths, async () => {
     if (!serverProcess(paths)) return false;
     await pgCtl(await serverUser(), ['stop', '-D', paths.dataDir, '-m', 'fast', '-w', '-t', '60']);
@@ -116,17 +125,21 @@ export async function stopEmbeddedDatabase(home: string): Promise<boolean> {
 
 export async function embeddedDatabaseStatus(home: string): Promise<EmbeddedStatus> {
   const paths = embeddedPaths(home);
-  const initialised = existsSync(join(paths.dataDir, 'PG_VERSION'));
+  // An init cut short is not initialised: the next command makes it again.
+  const initialised = existsSync(join(paths.dataDir, 'PG_VERSION')) && !readState(paths)?.initialising;
   const running = initialised ? await findRunning(paths) : undefined;
   const problem = initialised ? stateProblem(paths, readState(paths)) : undefined;
   return { home: paths.home, dataDir: paths.dataDir, initialised, running: Boolean(running), ...running, ...(problem ? { problem } : {}) };
 }
 
-/** The server described by the state file, if its process lives and it answers a query. */
+/**
+ * The server of this data directory, if its process lives and answers a query with db.json's password. The port
+ * is the server's own (postmaster.pid): db.json's may be out of date if a start was cut short.
+ */
 async function findRunning(paths: EmbeddedPaths): Promise<{ url: string; port: number; pid: number } | undefined> {
   const state = readState(paths);
   const server = serverProcess(paths);
-  if (!state || !server || server.port !== state.port) return undefined;
+  if (!state?.password || state.initialising || !server || !Number.isInteger(server.port) || server.port <= 0) return undefined;
   const url = `postgres://${state.user}:${encodeURIComponent(state.password)}@127.0.0.1:${server.port}/postgres`;
   const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
   client.on('error', () => {}); // a server going away mid-check fails the query instead of crashing us
@@ -141,8 +154,13 @@ async function findRunning(paths: EmbeddedPaths): Promise<{ url: string; port: n
   }
 }
 
-/** pid and port from the server's postmaster.pid, if that process is alive. */
+/** pid and port from the server's postmaster.pid, if that process is alive and is this directory's server. */
 function serverProcess(paths: EmbeddedPaths): { pid: number; port: number } | undefined {
+  const recorded = pidFile(paths);
+  return recorded && isAlive(recorded.pid) && runsDataDir(recorded.pid, paths.dataDir) ? recorded : undefined;
+}
+
+function pidFile(paths: EmbeddedPaths): { pid: number; port: number } | undefined {
   let lines: string[];
   try {
     lines = readFileSync(join(paths.dataDir, 'postmaster.pid'), 'utf8').split('\n');
@@ -150,8 +168,33 @@ function serverProcess(paths: EmbeddedPaths): { pid: number; port: number } | un
     return undefined;
   }
   const pid = Number(lines[0]);
-  const port = Number(lines[3]);
-  return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? { pid, port } : undefined;
+  return Number.isInteger(pid) && pid > 0 ? { pid, port: Number(lines[3]) } : undefined;
+}
+
+/**
+ * Whether process `pid` is a postgres started on `dataDir`. After a reboot or a container restart, the pid in a
+ * stale postmaster.pid can belong to any process: `db stop` sent one such process SIGINT. Where there is no /proc
+ * (macOS), a live pid has to do.
+ */
+function runsDataDir(pid: number, dataDir: string): boolean {
+  if (!existsSync('/proc/self/cmdline')) return true;
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.includes(dataDir) && /(^|\/)postgres$/.test(args[0] ?? '');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * PostgreSQL will not start while postmaster.pid names a live process, even one that is not a postgres. Removed
+ * only when that process is known not to be this directory's server.
+ */
+function removeForeignPidFile(paths: EmbeddedPaths): void {
+  const recorded = pidFile(paths);
+  if (recorded && isAlive(recorded.pid) && existsSync('/proc/self/cmdline') && !runsDataDir(recorded.pid, paths.dataDir)) {
+    rmSync(join(paths.dataDir, 'postmaster.pid'), { force: true });
+  }
 }
 
 function isAlive(pid: number): boolean {
@@ -165,7 +208,7 @@ function isAlive(pid: number): boolean {
 
 /** Why an initialised data directory cannot be used, if its state file lacks what connecting needs. */
 function stateProblem(paths: EmbeddedPaths, state: StateFile | undefined): string | undefined {
-  if (state?.user && state.password) return undefined;
+  if (state?.user && state.password && !state.initialising) return undefined;
   return (
     `${paths.stateFile} is missing or unreadable, so the embedded database's password is unknown; stop any PostgreSQL ` +
     `using ${paths.dataDir} and delete ${paths.home} to start afresh (its jobs are lost), or set WIDA_DATABASE_URL`
@@ -190,17 +233,9 @@ function writeState(paths: EmbeddedPaths, state: StateFile): void {
  */
 async function withLock<T>(paths: EmbeddedPaths, work: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + LOCK_WAIT_MS;
-  for (;;) {
-    try {
-      const fd = openSync(paths.lockFile, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
+  while (!writingIn(paths, () => tryLock(paths.lockFile))) {
     if (lockIsStale(paths.lockFile)) {
-      rmSync(paths.lockFile, { force: true });
+      removeStaleLock(paths.lockFile);
       continue;
     }
     if (Date.now() > deadline) {
@@ -215,6 +250,48 @@ async function withLock<T>(paths: EmbeddedPaths, work: () => Promise<T>): Promis
   }
 }
 
+/** Creates `file` holding our pid; false if it exists. */
+function tryLock(file: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(file, 'wx');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    writeSync(fd, String(process.pid));
+  } catch (error) {
+    rmSync(file, { force: true }); // an empty lock would hold others up for seconds
+    throw error;
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+/**
+ * Removes a stale lock, under a second lock: two processes that both read the dead holder's pid must not both
+ * remove "the stale lock", or the second removes the first one's fresh lock and both go on. The second lock is
+ * held for microseconds; one left behind by a process killed right then is removed after a few seconds.
+ */
+function removeStaleLock(lockFile: string): void {
+  const guard = `${lockFile}.takeover`;
+  if (!tryLock(guard)) {
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > 5_000) rmSync(guard, { force: true });
+    } catch {
+      // gone already
+    }
+    return;
+  }
+  try {
+    if (lockIsStale(lockFile)) rmSync(lockFile, { force: true });
+  } finally {
+    rmSync(guard, { force: true });
+  }
+}
+
 function lockIsStale(lockFile: string): boolean {
   try {
     const holder = Number(readFileSync(lockFile, 'utf8'));
@@ -224,6 +301,35 @@ function lockIsStale(lockFile: string): boolean {
     return holder === process.pid || !isAlive(holder);
   } catch {
     return false; // gone already: the next loop takes it
+  }
+}
+
+/** Runs a write to WIDA_HOME, turning a refusal (read-only, full disk, not a directory) into an error that says where and what to do. */
+function writingIn<T>(paths: EmbeddedPaths, write: () => T): T {
+  try {
+    return write();
+  } catch (error) {
+    const { code, message } = error as NodeJS.ErrnoException;
+    if (code === undefined || !['EACCES', 'EPERM', 'EROFS', 'ENOSPC', 'EDQUOT', 'ENOTDIR', 'EEXIST', 'ENAMETOOLONG'].includes(code)) throw error;
+    throw new DatabaseUnavailableError(
+      `cannot write the embedded database's files in ${paths.home} (${message}); set WIDA_HOME to a writable directory, ` +
+        'or WIDA_DATABASE_URL to use another PostgreSQL',
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * pg_ctl starts the server through a shell, quoting paths in double quotes: in a path with one of these, start fails
+ * with a log file that does not exist, and a `$(...)` in it runs.
+ */
+function checkHomePath(home: string): void {
+  const unsafe = /["$`\\\n\r]/.exec(home);
+  if (unsafe) {
+    throw new DatabaseUnavailableError(
+      `the embedded database's directory ${JSON.stringify(home)} contains ${JSON.stringify(unsafe[0])}, which pg_ctl cannot pass to the server; ` +
+        'set WIDA_HOME to a path without " $ ` \\ or line breaks, or WIDA_DATABASE_URL to use another PostgreSQL',
+    );
   }
 }
 
@@ -242,37 +348,70 @@ async function serverUser(): Promise<ServerUser> {
   try {
     return await ids();
   } catch {
-    await run('groupadd', [USER]).catch(() => {});
-    await run('useradd', ['-g', USER, USER]);
-    return ids();
+    try {
+      await run('groupadd', [USER]).catch(() => {});
+      await run('useradd', ['-g', USER, USER]);
+      return await ids();
+    } catch (error) {
+      throw new DatabaseUnavailableError(
+        `PostgreSQL refuses to run as root, so the embedded one runs as the ${USER} user, which does not exist here and could not be ` +
+          `created (${(error as Error).message}); create it, run Wida as another user, or set WIDA_DATABASE_URL`,
+        { cause: error },
+      );
+    }
   }
 }
 
+/**
+ * Whether the data directory has to be made: it is missing or empty, or an initdb of ours was cut short (db.json
+ * says so; its initdb, if still running, is waited for first). A directory with other things in it and no
+ * PG_VERSION is not ours to delete: that is refused.
+ */
+async function needsInitialising(paths: EmbeddedPaths): Promise<boolean> {
+  const state = readState(paths);
+  if (state?.initialising) {
+    for (let waited = 0; state.initdbPid && isAlive(state.initdbPid) && waited < LOCK_WAIT_MS; waited += 100) {
+      await new Promise((done) => setTimeout(done, 100));
+    }
+    return true;
+  }
+  if (existsSync(join(paths.dataDir, 'PG_VERSION'))) return false;
+  if (!existsSync(paths.dataDir) || readdirSync(paths.dataDir).length === 0) return true;
+  throw new DatabaseUnavailableError(
+    `${paths.dataDir} exists and is not a PostgreSQL data directory Wida made (it has no PG_VERSION), so Wida will not ` +
+      `replace it; move it away, set WIDA_HOME to another directory, or set WIDA_DATABASE_URL`,
+  );
+}
+
 async function initialise(paths: EmbeddedPaths, owner: ServerUser): Promise<void> {
-  rmSync(paths.dataDir, { recursive: true, force: true }); // a half-made directory from an interrupted init
-  mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 });
   const password = randomBytes(18).toString('base64url');
-  const passwordDir = mkdtempSync(join(tmpdir(), 'wida-pw-'));
-  const passwordFile = join(passwordDir, 'password');
-  writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  // Written first: a process killed during initdb leaves the password known and the directory marked as ours.
+  const state: StateFile = { user: USER, password, initialising: true };
+  writingIn(paths, () => writeState(paths, state));
+  rmSync(paths.dataDir, { recursive: true, force: true }); // missing, empty, or our own cut-short init
+  writingIn(paths, () => mkdirSync(paths.dataDir, { recursive: true, mode: 0o700 }));
+  // In WIDA_HOME rather than the temporary directory, which the server's user (as root) may not be able to enter.
+  const passwordFile = join(paths.home, 'initdb-password');
+  writingIn(paths, () => writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 }));
   try {
     if (owner.uid !== undefined) {
       assertReachableByOthers(dirname(paths.home));
       chmodSync(paths.home, 0o755); // the server's user must reach its data directory
       chownSync(paths.dataDir, owner.uid, owner.gid!);
-      chmodSync(passwordDir, 0o755);
       chownSync(passwordFile, owner.uid, owner.gid!);
     }
     const { initdb } = await binaries();
-    await run(initdb, ['-D', paths.dataDir, '-U', USER, `--pwfile=${passwordFile}`, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=C'], owner);
+    const args = ['-D', paths.dataDir, '-U', USER, `--pwfile=${passwordFile}`, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=C'];
+    await run(initdb, args, owner, (pid) => writeState(paths, { ...state, initdbPid: pid }));
   } catch (error) {
+    if (error instanceof DatabaseUnavailableError) throw error;
     throw new DatabaseUnavailableError(
       `could not create the embedded PostgreSQL in ${paths.dataDir}: ${(error as Error).message}; ` +
         'set WIDA_HOME to a writable directory, or WIDA_DATABASE_URL to use another PostgreSQL',
       { cause: error },
     );
   } finally {
-    rmSync(passwordDir, { recursive: true, force: true });
+    rmSync(passwordFile, { force: true });
   }
   writeState(paths, { user: USER, password });
 }
@@ -317,9 +456,10 @@ async function binaries(): Promise<Binaries> {
 }
 
 /** Runs a program (no shell), resolving with its stdout; rejects with its output when it fails. */
-function run(command: string, args: string[], owner: ServerUser = {}): Promise<string> {
+function run(command: string, args: string[], owner: ServerUser = {}, onSpawn?: (pid: number) => void): Promise<string> {
   return new Promise((done, fail) => {
     const child = spawn(command, args, { ...owner, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    if (child.pid !== undefined) onSpawn?.(child.pid);
     let output = '';
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => {
@@ -333,6 +473,26 @@ function run(command: string, args: string[], owner: ServerUser = {}): Promise<s
       else fail(new Error(`${command.split('/').pop()} ${args[0] ?? ''} exited with ${code}: ${output.trim().split('\n').slice(-3).join(' / ')}`));
     });
   });
+}
+
+/** Whether nothing listens on `port` of the loopback interface right now. */
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', () => done(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+  });
+}
+
+/** The end of the server's log: why a start failed is there, not in pg_ctl's "could not start server". */
+function logTail(paths: EmbeddedPaths): string {
+  try {
+    const lines = readFileSync(paths.logFile, 'utf8').trim().split('\n').slice(-3);
+    return lines.length > 0 && lines[0] !== '' ? ` (server log: ${lines.join(' / ')})` : '';
+  } catch {
+    return '';
+  }
 }
 
 /** A port nothing listens on right now (the OS picks it). */
