@@ -249,6 +249,31 @@ describe('leases', () => {
     await waitFor('the locked job completed once the lock went', async () => (await t.client.getJob(lockedId)).state === 'completed');
   });
 
+  it("a completion the database's statement_timeout cancels while a row lock holds it is kept, and stored once the lock goes", async () => {
+    // A statement_timeout below the agent's lock timeout fires first. The completion was taken as refused, and a
+    // job of one attempt whose handler had succeeded went dead with "the database refused to store the handler's result".
+    const url = new URL(t.url);
+    url.searchParams.set('options', '-c statement_timeout=300');
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    await startAgent({ databaseUrl: url.toString(), concurrency: 2, handlers: { timedOutGate: () => gate.then(() => ({ ok: true })) } });
+    const { id } = await t.client.enqueue({ task: 'timedOutGate', maxAttempts: 1 });
+    await waitFor('the gated job to run', async () => (await t.client.getJob(id)).state === 'running');
+    const locker = await t.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [id]);
+      openGate();
+      await new Promise((resolve) => setTimeout(resolve, 1_500)); // several statement timeouts
+      expect((await t.client.getJob(id)).state).toBe('running');
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+    await waitFor('the job completed once the lock went', async () => (await t.client.getJob(id)).state === 'completed');
+    expect(await t.client.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: { ok: true }, attemptLog: [] });
+  });
+
   it("a failure whose row another transaction holds locked waits alone: the agent's other outcomes are stored meanwhile", async () => {
     let openGate!: () => void;
     const gate = new Promise<void>((resolve) => (openGate = resolve));

@@ -110,10 +110,19 @@ export function isLockTimeout(error: unknown): boolean {
 }
 
 /**
+ * The server cancelled the statement: a statement_timeout (say, while it waited for a row lock), or an operator's
+ * pg_cancel_backend. Nothing is wrong with what it would store.
+ */
+export function isStatementCancelled(error: unknown): boolean {
+  return sqlState(error) === '57014';
+}
+
+/**
  * A failure that may pass if the statement is tried again: a lost or refused connection, a server
  * shutting down, a serialization failure or deadlock, insufficient resources. A data or constraint
  * error (classes 22, 23, ...) will fail the same way every time. A cancelled statement (57014, a statement_timeout)
- * is not counted as passing: one that keeps timing out would hold every other outcome of its batch back for good.
+ * is not counted as passing: one that keeps timing out would hold every other outcome of its batch back for good
+ * (the completer splits the batch and holds back the run that meets it, as for a lock timeout).
  */
 export function isTransientDatabaseError(error: unknown): boolean {
   const code = sqlState(error);

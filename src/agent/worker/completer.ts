@@ -7,7 +7,7 @@ import {
   type FailedRun,
   type LeaseRef,
 } from '../../shared/db/queries/jobs-runs.js';
-import { isDeadlock, isLockTimeout, isTransientDatabaseError } from '../../shared/errors.js';
+import { isDeadlock, isLockTimeout, isStatementCancelled, isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { storableJson, storableText } from '../../shared/storable.js';
 
@@ -228,7 +228,7 @@ export class Completer {
         return;
       }
       // One run that met a lock: trying it alone again would just wait out the lock timeout a second time.
-      if (runs.length === 1 && isLockTimeout(error)) {
+      if (runs.length === 1 && waitedTooLong(error)) {
         keepLocked(runs);
         return;
       }
@@ -237,7 +237,7 @@ export class Completer {
       try {
         await store([run]);
       } catch (error) {
-        if (isLockTimeout(error)) keepLocked([run]);
+        if (waitedTooLong(error)) keepLocked([run]);
         else if (isTransientDatabaseError(error)) keep([run]);
         else {
           this.logger.warn(`the database refused the ${what} of a job`, { jobId: run.id, error: (error as Error).message });
@@ -275,4 +275,13 @@ const HOLD_BACK_MS = 250;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The statement gave up waiting (our lock_timeout), or the server cancelled it (a statement_timeout that fired first,
+ * as it does when set below our lock timeout, or an operator): held back and tried again, never taken as a refusal.
+ * Refused, a successful run's completion became a failed attempt, and a job with one attempt went dead.
+ */
+function waitedTooLong(error: unknown): boolean {
+  return isLockTimeout(error) || isStatementCancelled(error);
 }
