@@ -241,6 +241,12 @@ describe('usage errors', () => {
     await expectFailure(['migrate', 'down', '--steps', '99'], 2, new RegExp(`cannot revert 99 migrations of schema "${t.schema}": ${before} are applied; nothing was reverted`));
     await expectFailure(['migrate', 'up', '--steps', '3'], 2, /--steps applies to "migrate down" only/);
     expect(await migrations()).toBe(before);
+    // Reverting the workflows migration deletes data: asked first, and without a terminal refused unless --yes.
+    await expectFailure(['migrate', 'down', '--steps', String(before - 2)], 1, /revert migrations 7, 6, 5, 4, 3 of schema ".*", deleting the workflows and job dependencies .* needs confirmation.*add --yes/);
+    expect(await migrations()).toBe(before);
+    // One that deletes nothing is not asked about.
+    expect((await wida(['migrate', 'down'])).stdout).toMatch(/^reverted migration 7 in schema/);
+    expect((await wida(['migrate'])).stdout).toMatch(/^applied migration 7 in schema/);
   });
 
   it('a switch given a value other than true or false is refused, not read as false', async () => {

@@ -151,6 +151,48 @@ describe('migrateUp / migrateDown', () => {
     expect(await client.getJob(id)).toMatchObject({ state: 'pending', payload: { ok: true } });
   });
 
+  it('down past the scheduler and workflows with their data in place, then up again, works; waiting jobs are cancelled', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    const client = createClient({ pool, schema });
+    await client.addCronSchedule({ name: 'nightly', expression: '0 3 * * *', task: 'report' });
+    await pool.query(`INSERT INTO "${schema}".jobs (task, cron_schedule, cron_slot) VALUES ('report', 'nightly', now())`);
+    const { jobs } = await client.enqueueWorkflow({ nodes: { first: { task: 'a' }, second: { task: 'b', dependsOn: ['first'] } } });
+    expect(await migrateDown(url, schema, 6)).toEqual([7, 6, 5, 4, 3, 2]);
+    const { rows } = await pool.query(`SELECT id, state, workflow_id, pending_deps, last_error FROM "${schema}".jobs WHERE id = ANY($1::bigint[]) ORDER BY id`, [[jobs.first, jobs.second]]);
+    expect(rows).toEqual([
+      { id: String(jobs.first), state: 'pending', workflow_id: null, pending_deps: 0, last_error: null },
+      { id: String(jobs.second), state: 'cancelled', workflow_id: null, pending_deps: 0, last_error: 'cancelled: it waited for dependencies when the workflows migration was reverted' },
+    ]);
+    // 0002's check (a cron slot has its schedule) failed on the job above.
+    expect(await migrateUp(url, schema)).toEqual([2, 3, 4, 5, 6, 7]);
+    const next = await client.enqueueWorkflow({ nodes: { only: { task: 'c' } } });
+    expect((await client.getJob(next.jobs.only)).workflowId).toBe(next.workflowId);
+    expect((await client.getJob(jobs.first)).workflowId).toBeNull(); // not taken for a job of the new workflow with the same id
+  });
+
+  it('a role that cannot grant what migration 7 grants fails it instead of recording it; one without CREATE finds nothing to do', async () => {
+    const schema = freshSchema();
+    const role = `mig_role_${randomBytes(4).toString('hex')}`;
+    await migrateUp(url, schema);
+    await migrateDown(url, schema);
+    await pool.query(`CREATE ROLE ${role} LOGIN`);
+    try {
+      await pool.query(`GRANT USAGE, CREATE ON SCHEMA "${schema}" TO ${role}; GRANT ALL ON ALL TABLES IN SCHEMA "${schema}" TO ${role}; GRANT ALL ON ALL SEQUENCES IN SCHEMA "${schema}" TO ${role}`);
+      const roleUrl = new URL(url);
+      roleUrl.username = role;
+      // PostgreSQL only warns that it granted nothing; the migration was recorded and keyed batches failed for other roles.
+      await expect(migrateUp(roleUrl.toString(), schema)).rejects.toThrow(/could not grant USAGE on sequence jobs_id_seq to PUBLIC/);
+      expect(await sequenceUsableByPublic(schema)).toBe(false);
+      expect(await migrateUp(url, schema)).toEqual([7]);
+      await pool.query(`REVOKE CREATE ON DATABASE "${new URL(url).pathname.slice(1)}" FROM PUBLIC`).catch(() => {});
+      // "permission denied for database": CREATE SCHEMA IF NOT EXISTS checks the right before it looks.
+      expect(await migrateUp(roleUrl.toString(), schema)).toEqual([]);
+    } finally {
+      await pool.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   it('migrateDown refuses a count that is not a whole number from 1 to the migrations applied, reverting nothing', async () => {
     const schema = freshSchema();
     await migrateUp(url, schema);

@@ -28,13 +28,22 @@ export async function migrationLockRelease(client: pg.Client, schema: string): P
   await client.query(`SELECT pg_advisory_unlock(hashtext($1))`, [`wida_migrate:${schema}`]);
 }
 
-/** The schema and its migrations table, if not there yet. */
+/**
+ * The schema and its migrations table, if not there yet. The schema's existence is asked first: PostgreSQL checks
+ * the right to create schemas before IF NOT EXISTS, so a role without it could not even find nothing to do.
+ */
 export async function migrationsTableCreate(client: pg.Client, schema: string): Promise<void> {
-  await client.query(`CREATE SCHEMA IF NOT EXISTS "${schema}"`);
-  await client.query(
-    `CREATE TABLE IF NOT EXISTS "${schema}".migrations (
-       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+  const { rows } = await client.query(
+    `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema, to_regclass(format('%I.migrations', $1::text)) IS NOT NULL AS "table"`,
+    [schema],
   );
+  if (!rows[0].schema) await client.query(`CREATE SCHEMA "${schema}"`);
+  if (!rows[0].table) {
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS "${schema}".migrations (
+         version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+  }
 }
 
 /** Whether the schema has a migrations table, asked without failing when it has none. */
