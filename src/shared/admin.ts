@@ -145,12 +145,12 @@ export async function purgeDead(db: SchemaDb, filter: DeadFilter): Promise<numbe
   return jobPurgeDead(db, checkDeadFilter(filter));
 }
 
-/** Agents stop claiming from a paused queue; jobs already running finish. */
 /** What a pause or resume changed: `wasPaused` false on a resume means the queue was not paused (or a typo). */
 export interface QueuePauseChange {
   wasPaused: boolean;
 }
 
+/** Agents stop claiming from a paused queue; jobs already running finish. */
 export async function pauseQueue(db: SchemaDb, queue: string): Promise<QueuePauseChange> {
   checkQueueName(queue);
   return inTransactionOn(db, async (tx) => {

@@ -4,13 +4,15 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  * A TCP proxy on loopback in front of the test database, to take the database away from an agent:
  * `cut()` resets every connection and refuses new ones (a server that went down); `silence()` keeps the
  * connections open but passes no more bytes either way (a partition, a frozen host); `silenceOpen()` does
- * that to the connections open now only, while new ones work (a connection lost in a NAT or firewall).
+ * that to the connections open now only, while new ones work (a connection lost in a NAT or firewall);
+ * `slow(ms)` delays every chunk by `ms` each way (a slow but working network).
  */
 export class DatabaseProxy {
   private readonly server: Server;
   private readonly pairs: [Socket, Socket][] = [];
   private readonly silenced = new Set<Socket>();
   private silent = false;
+  private delayMs = 0;
 
   private constructor(target: URL) {
     this.server = createServer((inbound) => {
@@ -21,8 +23,13 @@ export class DatabaseProxy {
       inbound.on('close', () => outbound.destroy());
       outbound.on('close', () => inbound.destroy());
       const quiet = () => this.silent || this.silenced.has(inbound);
-      inbound.on('data', (chunk) => void (quiet() || outbound.write(chunk)));
-      outbound.on('data', (chunk) => void (quiet() || inbound.write(chunk)));
+      const pass = (to: Socket, chunk: Buffer) => {
+        if (quiet()) return;
+        if (this.delayMs === 0) to.write(chunk);
+        else setTimeout(() => quiet() || to.destroyed || to.write(chunk), this.delayMs);
+      };
+      inbound.on('data', (chunk: Buffer) => pass(outbound, chunk));
+      outbound.on('data', (chunk: Buffer) => pass(inbound, chunk));
     });
   }
 
@@ -34,6 +41,10 @@ export class DatabaseProxy {
     url.hostname = '127.0.0.1';
     url.port = String((proxy.server.address() as { port: number }).port);
     return { proxy, url: url.toString() };
+  }
+
+  slow(ms: number): void {
+    this.delayMs = ms;
   }
 
   silence(): void {

@@ -13,10 +13,11 @@ const STATEMENT_FLOOR_MS = 250;
  * the agent froze) are aborted here.
  *
  * The leases come first. The agents row is written beside the renewal, not before it, so a write held up (another
- * session holding the row locked) does not hold the renewal up; and each statement is given up after half an
- * interval or 250 ms, whichever is longer (the interval is at most a third of the lease), the renewal then tried
- * once more at once on a fresh connection: waiting on a connection gone silent for the upkeep pool's minute, the agent lost every lease it held
- * while its handlers still ran, and the jobs ran again elsewhere.
+ * session holding the row locked) does not hold the renewal up. The agents row's write is given up after half an
+ * interval or 250 ms, whichever is longer (the interval is at most a third of the lease); the renewal after half the
+ * time its oldest lease has left (at least half an interval), then tried once more at once on a fresh connection for
+ * the rest of that time: waiting on a connection gone silent for the upkeep pool's minute, the agent lost every lease
+ * it held while its handlers still ran, and the jobs ran again elsewhere.
  */
 export function createHeartbeat(options: {
   db: SchemaDb;
@@ -30,20 +31,29 @@ export function createHeartbeat(options: {
   const { agent, pool, leaseMs, logger } = options;
   // At least 250 ms: a statement given up drops its connection, and the next, on a new backend, is slower still.
   const db = options.db.within(Math.max(options.intervalMs / 2, STATEMENT_FLOOR_MS));
+  const renewalDb = (ms: number) => options.db.within(Math.max(ms, STATEMENT_FLOOR_MS));
 
   async function renewLeases(): Promise<void> {
+    // First what ran out meanwhile (renewals that failed, an event loop blocked past a lease): no answer would bring it back.
+    pool.dropExpired();
     // A lease granted within the last quarter interval (a claim that landed just before this beat) is
     // renewed at the next beat instead: at most 1.25 intervals after it was granted, so at least 1.75
     // intervals before it expires (the interval is at most a third of the lease).
     const askedAt = performance.now();
     const held = pool.heldLeases(askedAt - options.intervalMs / 4);
     if (held.length === 0) return;
+    // Bounded by the time the oldest lease has left, not by the beat alone: on a slow but working database (350 ms each
+    // way) a bound of half a beat gave up every renewal, and healthy jobs went dead with "lease expired".
+    const oldest = held.reduce((min, run) => Math.min(min, run.grantedAt ?? askedAt), askedAt);
+    const leaseLeft = oldest + leaseMs - askedAt;
     let renewal: LeaseRenewal;
     try {
-      renewal = await jobExtendLeases(db, held, leaseMs);
+      renewal = await jobExtendLeases(renewalDb(Math.min(Math.max(options.intervalMs / 2, leaseLeft / 2), leaseLeft)), held, leaseMs);
     } catch (error) {
+      const left = leaseLeft - (performance.now() - askedAt);
+      if (left < STATEMENT_FLOOR_MS) throw error;
       logger.warn('lease renewal failed; trying again at once', { error: (error as Error).message, held: held.length });
-      renewal = await jobExtendLeases(db, held, leaseMs);
+      renewal = await jobExtendLeases(renewalDb(left), held, leaseMs);
     }
     const { renewed, busy } = renewal;
     pool.leasesRenewed(held.filter((run) => renewed.has(leaseKey(run))), askedAt);

@@ -286,22 +286,34 @@ export class WorkerPool {
     // Stopping: buffered jobs go back, none starts (a run that settles while stop() waits for a claim would start one).
     if (this.stopped || this.dispatchDeferred) return;
     const { concurrency } = this.options;
-    if (!this.hasQueueLimits) {
-      while (this.running.size < concurrency && this.buffer.size > 0) {
-        if (this.sliceSpent()) return this.dispatchNextTurn();
-        this.start(this.buffer.takeNext()!);
+    const expired: HeldJob[] = [];
+    try {
+      if (!this.hasQueueLimits) {
+        while (this.running.size < concurrency && this.buffer.size > 0) {
+          const now = performance.now();
+          if (this.sliceSpent(now)) return this.dispatchNextTurn();
+          const job = this.buffer.takeNext()!;
+          if (now - job.leaseGrantedAt >= this.options.leaseMs) expired.push(job);
+          else this.start(job);
+        }
+        return;
       }
-      return;
-    }
-    const hasRoom = (job: HeldJob) => {
-      const limit = this.queueLimits.get(job.queue);
-      return limit === undefined || (this.runningPerQueue.get(job.queue) ?? 0) < limit;
-    };
-    while (this.running.size < concurrency && this.buffer.size > 0) {
-      if (this.sliceSpent()) return this.dispatchNextTurn();
-      const job = this.buffer.takeFirst(hasRoom);
-      if (job === undefined) return;
-      this.start(job);
+      const hasRoom = (job: HeldJob) => {
+        const limit = this.queueLimits.get(job.queue);
+        return limit === undefined || (this.runningPerQueue.get(job.queue) ?? 0) < limit;
+      };
+      while (this.running.size < concurrency && this.buffer.size > 0) {
+        const now = performance.now();
+        if (this.sliceSpent(now)) return this.dispatchNextTurn();
+        const job = this.buffer.takeFirst(hasRoom);
+        if (job === undefined) return;
+        if (now - job.leaseGrantedAt >= this.options.leaseMs) expired.push(job);
+        else this.start(job);
+      }
+    } finally {
+      // Their leases ran out while they waited (a handler blocked the event loop for longer than a lease, or renewals
+      // could not reach the database): started, they ran beside the runs the rescuer gave to other agents.
+      if (expired.length > 0) this.reportExpired(expired.map((job) => job.id), []);
     }
   }
 
@@ -311,8 +323,7 @@ export class WorkerPool {
    * next buffered job: the whole buffer ran back to back, and timers and sockets (lease renewals, the leader's
    * self-check) waited for all of it.
    */
-  private sliceSpent(): boolean {
-    const now = performance.now();
+  private sliceSpent(now: number): boolean {
     if (this.sliceStartedAt === undefined) {
       this.sliceStartedAt = now;
       setImmediate(() => (this.sliceStartedAt = undefined));
@@ -424,6 +435,28 @@ export class WorkerPool {
         this.abort(ref.id, new JobAbort('lease_lost', 'the lease was lost (cancelled or taken over)'));
       }
     }
+  }
+
+  /**
+   * Forgets buffered jobs and aborts running ones whose lease has run out by this agent's own clock: granted or last
+   * renewed (counted from when the request was sent) a lease ago or more. The database's expiry is no earlier, so
+   * these leases are gone whatever it would say; with the database out of reach no renewal says so, and handlers
+   * ran on for as long as the partition lasted, beside the runs the rescuer had given to other agents.
+   */
+  dropExpired(now = performance.now()): void {
+    const { leaseMs } = this.options;
+    const buffered = this.buffer.size > 0 ? this.buffer.take((job) => now - job.leaseGrantedAt >= leaseMs).map((job) => job.id) : [];
+    const running: number[] = [];
+    for (const { job, settled } of this.running.values()) if (!settled && now - job.leaseGrantedAt >= leaseMs) running.push(job.id);
+    for (const id of running) this.abort(id, new JobAbort('lease_lost', `the lease ran out: not renewed for ${leaseMs} ms`));
+    if (buffered.length + running.length > 0) this.reportExpired(buffered, running);
+  }
+
+  private reportExpired(buffered: number[], running: number[]): void {
+    this.options.logger.warn('leases ran out before they could be renewed; those jobs are left to run again after the rescue', {
+      ...(buffered.length > 0 ? { notStarted: buffered } : {}),
+      ...(running.length > 0 ? { aborted: running } : {}),
+    });
   }
 
   /** Releases buffered jobs of a queue that was just paused. */
