@@ -5,6 +5,9 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent, type Agent } from '../src/agent/agent.js';
+import { Completer } from '../src/agent/worker/completer.js';
+import { createPool } from '../src/shared/db/pool.js';
+import { SchemaDb } from '../src/shared/db/sql.js';
 import type { Logger } from '../src/shared/logger.js';
 import { useTestSchema, waitFor } from './support/database.js';
 import { DatabaseProxy } from './support/proxy.js';
@@ -79,6 +82,28 @@ describe('stop() without a database', () => {
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(logger.lines.slice(linesAtStop)).toEqual([]);
   }, 15_000);
+});
+
+describe('the completer after shutdown gave up on it', () => {
+  it('a write still in flight when it was closed fails quietly: no retry, no log after the agent stopped', async () => {
+    const { proxy, url } = await DatabaseProxy.start(t.url);
+    proxies.push(proxy);
+    const pool = createPool(url, { max: 1, queryTimeoutMs: 300 });
+    try {
+      const logger = recordingLogger();
+      const completer = new Completer(new SchemaDb(pool, t.schema), logger);
+      await pool.query('SELECT 1'); // connected before the silence
+      proxy.silence();
+      completer.complete(1, 1, performance.now(), 'done');
+      await completer.drain(50); // shutdown's budget ran out with the write in flight
+      completer.close();
+      await new Promise((resolve) => setTimeout(resolve, 800)); // past the write's query timeout, and a retry's delay
+      expect(logger.lines).toEqual([]);
+    } finally {
+      proxy.cut();
+      await pool.end();
+    }
+  });
 });
 
 describe('connections gone silent while the database is fine', () => {

@@ -218,6 +218,9 @@ export class Completer {
       await store(runs);
       return;
     } catch (error) {
+      // Shutdown gave up on this write (the database stayed unreachable through the drain): left to its lease, unlogged,
+      // where before its retry was logged after "agent stopped".
+      if (this.closed) return;
       if (isTransientDatabaseError(error)) {
         // A deadlock with a client attaching dependents to these jobs is expected now and then (docs/architecture.md,
         // "DAG workflows"); PostgreSQL broke it, and the batch is stored again.
@@ -264,7 +267,8 @@ export class Completer {
   async drain(timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while ((this.backlog > 0 || this.flushing || this.scheduled) && Date.now() < deadline) {
-      if (this.flushing) await this.flushing;
+      // A write on a silent connection lasts until its query timeout: not past the deadline.
+      if (this.flushing) await Promise.race([this.flushing, delay(Math.max(0, deadline - Date.now()))]);
       else if (this.heldBackTimer && !this.scheduled && this.waiting === 0) await delay(20);
       else await new Promise((resolve) => setImmediate(resolve));
     }
