@@ -294,6 +294,15 @@ describe('migrateUp / migrateDown', () => {
     });
   });
 
+  it('a migration whose connection is lost mid-way reports why, not the ROLLBACK that could not be sent after it', async () => {
+    const schema = freshSchema();
+    const lost = { version: 99, name: 'connection_lost', up: 'CREATE TABLE half_done (id int);\nSELECT pg_terminate_backend(pg_backend_pid());\n', down: '' };
+    const error = await migrateUp(url, schema, [...loadMigrations(), lost]).catch((e) => e);
+    expect(error).toBeInstanceOf(MigrationError);
+    expect(error.message).toMatch(/migration 99 \(connection_lost\) failed: terminating connection due to administrator command/);
+    expect(await tables(schema)).not.toContain('half_done');
+  });
+
   it('a failing migration is rolled back whole and reported as a MigrationError; earlier ones stay applied', async () => {
     const schema = freshSchema();
     const dir = mkdtempSync(join(tmpdir(), 'wida-migrations-'));
@@ -341,7 +350,7 @@ describe('a schema newer than this Wida', () => {
     const error = await migrateUp(url, schema).catch((e) => e);
     expect(error).toBeInstanceOf(SchemaTooNewError);
     expect(error).toMatchObject({ code: 'SCHEMA_TOO_NEW', databaseVersion: 9999, knownVersion: latestVersion() });
-    expect(error.message).toMatch(/migration 9999/);
+    expect(error.message).toMatch(/migration 9999, but this Wida knows migrations up to \d+; use the newer Wida/);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
     expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 9999 }]);
   });

@@ -63,7 +63,7 @@ export class SchemaTooNewError extends WidaError {
     super(
       'SCHEMA_TOO_NEW',
       `the database schema is at migration ${databaseVersion}, but this Wida knows migrations up to ${knownVersion}; ` +
-        'upgrade Wida (or migrate the database down with the newer version) before starting it',
+        'use the newer Wida, or upgrade this one (or migrate the database down with the newer version) first',
     );
   }
 }

@@ -159,7 +159,9 @@ async function inTransaction(client: pg.Client, schema: string, sql: string, rec
     await record();
     await client.query('COMMIT');
   } catch (error) {
-    await client.query('ROLLBACK');
+    // The migration's own error is the one to report: a ROLLBACK failing too (the connection was lost) hid it
+    // behind "Connection terminated". The server rolls back a transaction whose connection is gone.
+    await client.query('ROLLBACK').catch(() => {});
     throw error;
   }
 }
