@@ -98,6 +98,8 @@ describe('wida enqueue', () => {
       expectFailure(['enqueue', 'a', '--timeout', '0'], 2, /^wida: --timeout must be at least 1 ms; got 0\n/),
       expectFailure(['enqueue', 'a', '--timeout', 'forever'], 2, /--timeout "forever" is not a duration/),
       expectFailure(['enqueue'], 2, /enqueue is missing an argument/),
+      expectFailure(['jobs', 'list', '--schema', ''], 2, /^wida: --schema was given empty; give a value, or leave the flag out/),
+      expectFailure(['queues', '--database-url', ' '], 2, /^wida: --database-url was given empty/),
       // checked as the client API checks runAt: no rolling February 30 over, no time in this machine's zone
       expectFailure(['enqueue', 'a', '--run-at', '2026-02-30T09:00:00Z'], 2, /--run-at "2026-02-30T09:00:00Z" is not a timestamp; use ISO 8601 with a time zone/),
       expectFailure(['enqueue', 'a', '--run-at', '2026-10-01T09:00:00'], 2, /is not a timestamp; use ISO 8601 with a time zone/),

@@ -45,6 +45,11 @@ describe('loadConfig', () => {
     expect(configError({}, { WIDA_RETENTION: '40000d' }, {}).message).toMatch(/WIDA_RETENTION must be at most \d+ ms \(about 36500 days\); got 40000d/);
   });
 
+  it('a reserved schema name gets its own reason', () => {
+    expect(configError({}, { WIDA_SCHEMA: 'pg_jobs' }, {}).message).toMatch(/WIDA_SCHEMA "pg_jobs" is a name PostgreSQL keeps for itself/);
+    expect(configError({}, { WIDA_SCHEMA: 'Bad-Name' }, {}).message).toMatch(/WIDA_SCHEMA "Bad-Name" is not a valid schema name; expected lowercase/);
+  });
+
   it('an empty value counts as unset', () => {
     expect(loadConfig({}, { WIDA_PORT: '', WIDA_SCHEMA: '' }, {})).toMatchObject({ WIDA_PORT: 7070, WIDA_SCHEMA: 'wida' });
     const blank = loadConfig({}, { WIDA_PORT: ' ', WIDA_PREFETCH: '  ' }, {});

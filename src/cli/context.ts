@@ -15,6 +15,13 @@ export interface CommonFlags {
 }
 
 export function configFromFlags(flags: CommonFlags, extra: ConfigInput = {}): WidaConfig {
+  // Given empty (`--schema ''`, or `--schema "$UNSET"`) is a mistake, not a request for the default: the empty value
+  // counted as unset, and the command went to the wida schema.
+  for (const [flag, value] of [['schema', flags.schema], ['database-url', flags['database-url']]] as const) {
+    if (typeof value === 'string' && value.trim() === '') {
+      throw new ConfigError(`--${flag} was given empty; give a value, or leave the flag out to use the environment or the default`);
+    }
+  }
   return loadConfig({ WIDA_DATABASE_URL: flags['database-url'], WIDA_SCHEMA: flags.schema, ...extra });
 }
 

@@ -34,14 +34,14 @@ const configSchema = z
         'WIDA_DATABASE_URL is not a valid URL: the port must be a number up to 65535, and special characters in the user or password percent-encoded (%40 for @)',
       )
       .optional(),
-    WIDA_SCHEMA: z.string().default('wida').refine((name) => {
+    // validateSchemaName's own message: it names the value and says why (a reserved pg_ name is valid otherwise).
+    WIDA_SCHEMA: z.string().default('wida').superRefine((name, context) => {
       try {
         validateSchemaName(name);
-        return true;
-      } catch {
-        return false;
+      } catch (error) {
+        context.addIssue({ code: 'custom', message: (error as Error).message });
       }
-    }, 'WIDA_SCHEMA must be lowercase letters, digits and _, starting with a letter or _, at most 47 characters'),
+    }),
     WIDA_PORT: positiveInt('WIDA_PORT', 65535).default(7070),
     WIDA_WORKER_CONCURRENCY: positiveInt('WIDA_WORKER_CONCURRENCY').default(10),
     WIDA_MAX_PAYLOAD_BYTES: positiveInt('WIDA_MAX_PAYLOAD_BYTES').default(DEFAULT_MAX_PAYLOAD_BYTES),
