@@ -73,24 +73,75 @@ describe('leases the agent cannot renew', () => {
     expect(new Set(notStarted)).toEqual(new Set(ids.filter((id) => id !== started[0])));
   });
 
-  it('on a slow but working network (300 ms each way), renewals wait for their answer and a job longer than its lease completes', async () => {
+  it('on a slow but working network (300 ms each way), renewals wait for their answer: a job twice its lease completes, beside a completion a client keeps locked', async () => {
     const { proxy, url } = await proxied();
+    const logger = recordingLogger();
+    let finishHeld: (() => void) | undefined;
     await startAgent({
       databaseUrl: url,
+      logger,
       maintenance: false,
-      concurrency: 1,
+      concurrency: 2,
       leaseMs: 6_000,
       heartbeatIntervalMs: 1_000,
-      handlers: { slowNetwork: () => new Promise((resolve) => setTimeout(() => resolve('done'), 7_000)) },
+      handlers: {
+        held: () => new Promise((resolve) => (finishHeld = () => resolve('held'))),
+        slowNetwork: () => new Promise((resolve) => setTimeout(() => resolve('done'), 12_000)),
+      },
     });
     // The leader (rescuing) reaches the database directly: its self-check would not survive the slow network.
     await startAgent({ queues: ['elsewhere'], handlers: {}, rescueIntervalMs: 200 });
-    proxy.slow(300);
-    const { id } = await t.client.enqueue({ task: 'slowNetwork', maxAttempts: 1 });
-    // With each renewal given up after half a beat (less than a round trip here), the agent's own clock saw every
-    // lease run out (the server had extended it, but no answer said so): the handler was aborted and the job, out of
-    // attempts, went dead. Bounded by the time the lease has left, the answers arrive and the job completes.
-    await waitFor('the job to finish', async () => ['completed', 'dead'].includes((await t.client.getJob(id)).state) || undefined, 20_000);
-    expect(await t.client.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: 'done', attemptLog: [] });
-  }, 30_000);
+    const held = await t.client.enqueue({ task: 'held' });
+    await waitFor('the first job to run', async () => finishHeld);
+    // A client holds the first job's row (attaching a dependent, say): its completion waits, its lease not renewed.
+    const locker = await t.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`SELECT 1 FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [held.id]);
+      proxy.slow(300);
+      finishHeld!();
+      const { id } = await t.client.enqueue({ task: 'slowNetwork', maxAttempts: 1 });
+      // Given up after half a beat (less than a round trip here), every renewal went unanswered although the server
+      // had made it, and the agent's own clock saw the lease run out: the handler was aborted and the job, out of
+      // attempts, went dead. Bounded by the oldest lease, the held-back completion's cut every renewal to 250 ms.
+      await waitFor('the job to finish', async () => ['completed', 'dead'].includes((await t.client.getJob(id)).state) || undefined, 25_000);
+      expect(await t.client.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: 'done', attemptLog: [] });
+      expect(logger.warnings.filter((warning) => warning.message.startsWith('leases ran out'))).toEqual([]);
+    } finally {
+      await locker.query('ROLLBACK');
+      locker.release();
+    }
+  }, 40_000);
+
+  it('jobs whose leases ran out while a handler blocked the event loop are given back, not started, and run again at once', async () => {
+    const logger = recordingLogger();
+    const runs: string[] = [];
+    await startAgent({
+      logger,
+      maintenance: false, // no rescuer: only the agent's own give-back brings them back
+      concurrency: 1,
+      prefetch: 2,
+      leaseMs: 1_500,
+      heartbeatIntervalMs: 300,
+      handlers: {
+        blocking: () => {
+          const until = performance.now() + 2_000;
+          while (performance.now() < until); // a handler that never yields, for longer than a lease
+          runs.push('blocking');
+        },
+        quick: (_payload: unknown, context: JobContext) => void runs.push(`quick ${context.job.id} attempt ${context.job.attempt}`),
+      },
+    });
+    const [blocking, ...quick] = await t.client.enqueueMany([{ task: 'blocking', priority: 'high' }, { task: 'quick' }, { task: 'quick' }]);
+    await waitFor('every job to complete', async () => {
+      const states = await Promise.all([blocking, ...quick].map(async (job) => (await t.client.getJob(job.id)).state));
+      return states.every((state) => state === 'completed') || undefined;
+    }, 10_000);
+    const notStarted = logger.warnings.flatMap((warning) => (warning.fields?.notStarted as number[] | undefined) ?? []);
+    // At least the one claimed beside the blocking job (the other may have been claimed after the block).
+    expect(notStarted.length).toBeGreaterThan(0);
+    expect(quick.map((job) => job.id)).toEqual(expect.arrayContaining(notStarted));
+    // Given back without using up an attempt, claimed again: each ran once, in its first attempt.
+    expect(runs.sort()).toEqual(['blocking', ...quick.map((job) => `quick ${job.id} attempt 1`)].sort());
+  });
 });

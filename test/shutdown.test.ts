@@ -3,6 +3,9 @@
  * left ticking, no timers keeping the process alive). The database sits behind a loopback proxy that can
  * reset every connection or stop passing bytes.
  */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createAgent, type Agent } from '../src/agent/agent.js';
 import { Completer } from '../src/agent/worker/completer.js';
@@ -10,6 +13,7 @@ import { createPool } from '../src/shared/db/pool.js';
 import { SchemaDb } from '../src/shared/db/sql.js';
 import type { Logger } from '../src/shared/logger.js';
 import { useTestSchema, waitFor } from './support/database.js';
+import { REPO_ROOT } from './fixtures/children.js';
 import { DatabaseProxy } from './support/proxy.js';
 
 const t = useTestSchema('shut');
@@ -103,6 +107,28 @@ describe('the completer after shutdown gave up on it', () => {
       proxy.cut();
       await pool.end();
     }
+  });
+});
+
+describe('the completer draining', () => {
+  it('leaves no timer behind once the flush it waited for is done: the process exits at once (one left armed kept it alive)', async () => {
+    // In a process of its own (the built modules), with nothing else to keep it alive.
+    const module = (path: string) => JSON.stringify(fileURLToPath(new URL(`../dist/${path}`, import.meta.url)));
+    const script = `
+      import pg from 'pg';
+      const { Completer } = await import(${module('agent/worker/completer.js')});
+      const { SchemaDb } = await import(${module('shared/db/sql.js')});
+      const pool = new pg.Pool({ connectionString: ${JSON.stringify(t.url)}, max: 1 });
+      const completer = new Completer(new SchemaDb(pool, ${JSON.stringify(t.schema)}), { debug() {}, info() {}, warn() {}, error() {} });
+      completer.complete(1, 1, performance.now(), 'done'); // in flight when the drain starts
+      await completer.drain(60_000);
+      await pool.end();
+      console.log('drained');`;
+    const began = performance.now();
+    // Were the drain's timer still armed, this would run for a minute and be killed by the 20 s timeout.
+    const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 20_000, cwd: REPO_ROOT });
+    expect(stdout.trim()).toBe('drained');
+    expect(performance.now() - began).toBeLessThan(15_000);
   });
 });
 

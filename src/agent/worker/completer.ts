@@ -268,8 +268,12 @@ export class Completer {
     const deadline = Date.now() + timeoutMs;
     while ((this.backlog > 0 || this.flushing || this.scheduled) && Date.now() < deadline) {
       // A write on a silent connection lasts until its query timeout: not past the deadline.
-      if (this.flushing) await Promise.race([this.flushing, delay(Math.max(0, deadline - Date.now()))]);
-      else if (this.heldBackTimer && !this.scheduled && this.waiting === 0) await delay(20);
+      if (this.flushing) {
+        let timer: NodeJS.Timeout | undefined;
+        const timeUp = new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))));
+        // Cleared: left armed, it kept the process alive for the rest of the shutdown budget after stop().
+        await Promise.race([this.flushing, timeUp]).finally(() => clearTimeout(timer));
+      } else if (this.heldBackTimer && !this.scheduled && this.waiting === 0) await delay(20);
       else await new Promise((resolve) => setImmediate(resolve));
     }
   }

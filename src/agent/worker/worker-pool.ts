@@ -313,7 +313,7 @@ export class WorkerPool {
     } finally {
       // Their leases ran out while they waited (a handler blocked the event loop for longer than a lease, or renewals
       // could not reach the database): started, they ran beside the runs the rescuer gave to other agents.
-      if (expired.length > 0) this.reportExpired(expired.map((job) => job.id), []);
+      if (expired.length > 0) this.giveUpExpired(expired, []);
     }
   }
 
@@ -445,18 +445,29 @@ export class WorkerPool {
    */
   dropExpired(now = performance.now()): void {
     const { leaseMs } = this.options;
-    const buffered = this.buffer.size > 0 ? this.buffer.take((job) => now - job.leaseGrantedAt >= leaseMs).map((job) => job.id) : [];
+    const buffered = this.buffer.size > 0 ? this.buffer.take((job) => now - job.leaseGrantedAt >= leaseMs) : [];
     const running: number[] = [];
     for (const { job, settled } of this.running.values()) if (!settled && now - job.leaseGrantedAt >= leaseMs) running.push(job.id);
     for (const id of running) this.abort(id, new JobAbort('lease_lost', `the lease ran out: not renewed for ${leaseMs} ms`));
-    if (buffered.length + running.length > 0) this.reportExpired(buffered, running);
+    if (buffered.length + running.length > 0) this.giveUpExpired(buffered, running);
   }
 
-  private reportExpired(buffered: number[], running: number[]): void {
-    this.options.logger.warn('leases ran out before they could be renewed; those jobs are left to run again after the rescue', {
-      ...(buffered.length > 0 ? { notStarted: buffered } : {}),
+  /**
+   * Says what ran out, and gives back the jobs that never started: where the database answers (the renewals were
+   * made but their answers were late, or the event loop was blocked), they go back to pending without losing an
+   * attempt; a release of a lease already rescued or claimed again matches nothing (it names the run's epoch).
+   */
+  private giveUpExpired(buffered: HeldJob[], running: number[]): void {
+    this.options.logger.warn('leases ran out before they could be renewed; handlers aborted, jobs not started given back', {
+      ...(buffered.length > 0 ? { notStarted: buffered.map((job) => job.id) } : {}),
       ...(running.length > 0 ? { aborted: running } : {}),
     });
+    if (buffered.length > 0) {
+      jobReleaseMany(this.options.releaseDb, buffered).catch((error) =>
+        this.options.logger.debug('could not give back jobs whose leases ran out; the rescuer will', { error: (error as Error).message }),
+      );
+    }
+    this.wake(); // their slots are free
   }
 
   /** Releases buffered jobs of a queue that was just paused. */
