@@ -10,6 +10,7 @@ import {
 import { isDeadlock, isLockTimeout, isStatementCancelled, isTransientDatabaseError } from '../../shared/errors.js';
 import type { Logger } from '../../shared/logger.js';
 import { storableJson, storableText } from '../../shared/storable.js';
+import { withTimeout } from '../../shared/with-timeout.js';
 
 /** A run whose lease the agent holds, with when that lease was granted or last renewed (performance.now() ms). */
 export interface HeldRun extends LeaseRef {
@@ -268,12 +269,9 @@ export class Completer {
     const deadline = Date.now() + timeoutMs;
     while ((this.backlog > 0 || this.flushing || this.scheduled) && Date.now() < deadline) {
       // A write on a silent connection lasts until its query timeout: not past the deadline.
-      if (this.flushing) {
-        let timer: NodeJS.Timeout | undefined;
-        const timeUp = new Promise((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))));
-        // Cleared: left armed, it kept the process alive for the rest of the shutdown budget after stop().
-        await Promise.race([this.flushing, timeUp]).finally(() => clearTimeout(timer));
-      } else if (this.heldBackTimer && !this.scheduled && this.waiting === 0) await delay(20);
+      // withTimeout clears its timer: one left armed kept the process alive for the rest of the shutdown budget.
+      if (this.flushing) await withTimeout(this.flushing, deadline - Date.now()).catch(() => {});
+      else if (this.heldBackTimer && !this.scheduled && this.waiting === 0) await delay(20);
       else await new Promise((resolve) => setImmediate(resolve));
     }
   }

@@ -285,37 +285,28 @@ export class WorkerPool {
   private dispatch(): void {
     // Stopping: buffered jobs go back, none starts (a run that settles while stop() waits for a claim would start one).
     if (this.stopped || this.dispatchDeferred) return;
-    const { concurrency } = this.options;
+    const { concurrency, leaseMs } = this.options;
     const expired: HeldJob[] = [];
-    try {
-      if (!this.hasQueueLimits) {
-        while (this.running.size < concurrency && this.buffer.size > 0) {
-          const now = performance.now();
-          if (this.sliceSpent(now)) return this.dispatchNextTurn();
-          const job = this.buffer.takeNext()!;
-          if (now - job.leaseGrantedAt >= this.options.leaseMs) expired.push(job);
-          else this.start(job);
-        }
-        return;
+    while (this.running.size < concurrency && this.buffer.size > 0) {
+      const now = performance.now();
+      if (this.sliceSpent(now)) {
+        this.dispatchNextTurn();
+        break;
       }
-      const hasRoom = (job: HeldJob) => {
-        const limit = this.queueLimits.get(job.queue);
-        return limit === undefined || (this.runningPerQueue.get(job.queue) ?? 0) < limit;
-      };
-      while (this.running.size < concurrency && this.buffer.size > 0) {
-        const now = performance.now();
-        if (this.sliceSpent(now)) return this.dispatchNextTurn();
-        const job = this.buffer.takeFirst(hasRoom);
-        if (job === undefined) return;
-        if (now - job.leaseGrantedAt >= this.options.leaseMs) expired.push(job);
-        else this.start(job);
-      }
-    } finally {
-      // Their leases ran out while they waited (a handler blocked the event loop for longer than a lease, or renewals
-      // could not reach the database): started, they ran beside the runs the rescuer gave to other agents.
-      if (expired.length > 0) this.giveUpExpired(expired, []);
+      const job = this.hasQueueLimits ? this.buffer.takeFirst(this.hasRoom) : this.buffer.takeNext();
+      if (job === undefined) break;
+      // Its lease ran out while it waited (a handler blocked the event loop for longer than a lease, or renewals could
+      // not reach the database): started, it ran beside the run the rescuer gave to another agent.
+      if (now - job.leaseGrantedAt >= leaseMs) expired.push(job);
+      else this.start(job);
     }
+    if (expired.length > 0) this.giveUpExpired(expired, []);
   }
+
+  private readonly hasRoom = (job: HeldJob): boolean => {
+    const limit = this.queueLimits.get(job.queue);
+    return limit === undefined || (this.runningPerQueue.get(job.queue) ?? 0) < limit;
+  };
 
   /**
    * True once runs have been starting for longer than a slice without a turn of the event loop. A handler that
@@ -438,7 +429,7 @@ export class WorkerPool {
   }
 
   /**
-   * Forgets buffered jobs and aborts running ones whose lease has run out by this agent's own clock: granted or last
+   * Gives back buffered jobs and aborts running ones whose lease has run out by this agent's own clock: granted or last
    * renewed (counted from when the request was sent) a lease ago or more. The database's expiry is no earlier, so
    * these leases are gone whatever it would say; with the database out of reach no renewal says so, and handlers
    * ran on for as long as the partition lasted, beside the runs the rescuer had given to other agents.
