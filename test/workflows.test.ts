@@ -3,14 +3,16 @@
  * DLQ, retention and getWorkflow. Operator actions on jobs with dependencies (cascades, retry and replay) and
  * their races are in workflow-actions.test.ts.
  */
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { Completer } from '../src/agent/worker/completer.js';
 import { jobDeleteFinished } from '../src/shared/db/queries/jobs.js';
 import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../src/shared/db/queries/jobs-runs.js';
 import { workflowDeleteJobless } from '../src/shared/db/queries/workflows.js';
-import type { Queryable } from '../src/shared/db/sql.js';
+import { SchemaDb, type Queryable } from '../src/shared/db/sql.js';
 import { CycleDetectedError, ValidationError } from '../src/shared/errors.js';
 import { PermanentFailure } from '../src/shared/handler-signals.js';
+import { createClient } from '../src/shared/client.js';
 import type { WorkflowSpec } from '../src/shared/workflow.js';
 import { useAgents } from './support/agents.js';
 import { dagHelpers } from './support/dag.js';
@@ -26,6 +28,30 @@ const ok = () => undefined;
 async function jobCount(): Promise<number> {
   const { rows } = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".jobs`);
   return rows[0].n;
+}
+
+/**
+ * Which side of a deadlock PostgreSQL fails is whose deadlock check runs first, and a backend checks once,
+ * deadlock_timeout after it began to wait. The side meant to lose checks after DEADLOCK_CHECK on a pool of its
+ * own; the side meant to win never checks in time. Without this the loser was picked by the machine's load.
+ */
+const DEADLOCK_CHECK = '3s';
+
+function poolCheckingDeadlocksAfter(timeout: string): pg.Pool {
+  return new pg.Pool({ connectionString: t.url, max: 2, options: `-c deadlock_timeout=${timeout}` });
+}
+
+/** Raises this transaction's deadlock_timeout so the other side's check runs first; returns its backend pid. */
+async function survivesDeadlocks(tx: pg.PoolClient): Promise<number> {
+  await tx.query(`SET LOCAL deadlock_timeout = '1min'`);
+  return (await tx.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+}
+
+async function waitUntilBlockedBy(pid: number): Promise<void> {
+  await waitFor(`a backend to wait for a lock of backend ${pid}`, async () => {
+    const waiting = await t.pool.query('SELECT 1 FROM pg_stat_activity WHERE $1::integer = ANY(pg_blocking_pids(pid))', [pid]);
+    return waiting.rowCount === 1 || undefined;
+  });
 }
 
 async function allCompleted(ids: readonly number[], timeoutMs = 20_000): Promise<void> {
@@ -189,13 +215,14 @@ describe('release in the completing statement', () => {
     const d2 = await t.client.enqueue({ task: 'race', queue: 'dl' });
     const claimed = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['dl'], tasks: null, limit: 2 });
     const run = (id: number) => claimed.find((job) => job.id === id)!;
+    const enqueuer = poolCheckingDeadlocksAfter(DEADLOCK_CHECK);
     const tx = await t.pool.connect();
     try {
       await tx.query('BEGIN');
+      const pid = await survivesDeadlocks(tx);
       await jobCompleteMany(t.db.on(tx), [run(d2.id)], null);
-      const enqueue = t.client.enqueue({ task: 'race', queue: 'dl-e', dependsOn: [w.id, d2.id] });
-      await new Promise((resolve) => setTimeout(resolve, 200)); // the enqueue holds w and waits for d2
-      // Waiting longer, the enqueue is the one PostgreSQL fails when its deadlock check runs.
+      const enqueue = createClient({ pool: enqueuer, schema: t.schema }).enqueue({ task: 'race', queue: 'dl-e', dependsOn: [w.id, d2.id] });
+      await waitUntilBlockedBy(pid); // the enqueue holds w and waits for d2
       expect(await jobCompleteMany(t.db.on(tx), [run(d1.id)], null)).toEqual(new Set([d1.id]));
       await tx.query('COMMIT');
       const enqueued = await enqueue;
@@ -204,6 +231,7 @@ describe('release in the completing statement', () => {
     } finally {
       await tx.query('ROLLBACK').catch(() => {});
       tx.release();
+      await enqueuer.end();
     }
   });
 
@@ -215,17 +243,15 @@ describe('release in the completing statement', () => {
     const claimed = await jobClaimBatch(t.db, { agentId: 'test', leaseMs: 30_000, queues: ['cdl'], tasks: null, limit: 2 });
     const logged: { level: string; message: string }[] = [];
     const record = (level: string) => (message: string) => void logged.push({ level, message });
-    const completer = new Completer(t.db, { debug() {}, info() {}, warn: record('warn'), error: record('error') });
+    const completing = poolCheckingDeadlocksAfter(DEADLOCK_CHECK);
+    const completer = new Completer(new SchemaDb(completing, t.schema), { debug() {}, info() {}, warn: record('warn'), error: record('error') });
     const tx = await t.pool.connect();
     try {
       await tx.query('BEGIN');
-      const { rows } = await tx.query(`SELECT pg_backend_pid() AS pid FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [w.id]);
+      const pid = await survivesDeadlocks(tx);
+      await tx.query(`SELECT 1 FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [w.id]);
       for (const job of claimed) completer.complete(job.id, job.leaseEpoch, undefined, null);
-      await waitFor('the completion to wait for the client', async () => {
-        const waiting = await t.pool.query('SELECT 1 FROM pg_stat_activity WHERE $1::integer = ANY(pg_blocking_pids(pid))', [rows[0].pid]);
-        return waiting.rowCount === 1 || undefined;
-      });
-      // The completion waited first, so its deadlock check (deadlock_timeout after it began to wait) breaks the cycle.
+      await waitUntilBlockedBy(pid);
       await tx.query(`SELECT 1 FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [d2.id]);
       await tx.query('COMMIT');
     } finally {
@@ -234,6 +260,7 @@ describe('release in the completing statement', () => {
     }
     await waitFor('the completions to be stored', async () => ((await states([d1.id, d2.id, w.id])).join() === 'completed,completed,pending' ? true : undefined));
     completer.close();
+    await completing.end();
     expect(logged).toEqual([{ level: 'warn', message: 'storing completions met a deadlock with another transaction; retrying' }]);
   });
 
