@@ -8,6 +8,26 @@ import { countByState, useTestSchema, waitFor } from './support/database.js';
 const t = useTestSchema('engine');
 const startAgent = useAgents(t);
 
+/** A promise a handler can wait on, and the function that settles it. */
+function gated(): { gate: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  return { gate, open };
+}
+
+/** Runs `body` while another transaction holds the job's row locked (as a client attaching a dependent to it would). */
+async function whileRowLocked(id: number, body: () => Promise<void>): Promise<void> {
+  const locker = await t.pool.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [id]);
+    await body();
+  } finally {
+    await locker.query('ROLLBACK');
+    locker.release();
+  }
+}
+
 describe('agent processing', () => {
   it('runs enqueued jobs and records completion', async () => {
     const seen: number[] = [];
@@ -226,15 +246,11 @@ describe('leases', () => {
 
   it("a completion whose row another transaction holds locked waits alone: the agent's other completions are stored meanwhile", async () => {
     // As when a client enqueues a dependent of a running job in a long transaction: the job's row stays locked.
-    let openGate!: () => void;
-    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { gate, open: openGate } = gated();
     await startAgent({ concurrency: 4, handlers: { gated: () => gate, quick: () => {} } });
     const { id: lockedId } = await t.client.enqueue({ task: 'gated' });
     await waitFor('the gated job to run', async () => (await t.client.getJob(lockedId)).state === 'running');
-    const locker = await t.pool.connect();
-    try {
-      await locker.query('BEGIN');
-      await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [lockedId]);
+    await whileRowLocked(lockedId, async () => {
       openGate();
       const quick = await t.client.enqueueMany(Array.from({ length: 10 }, () => ({ task: 'quick' })));
       await waitFor('the other jobs completed while the lock is held', async () => {
@@ -242,10 +258,7 @@ describe('leases', () => {
         return jobs.every((job) => job.state === 'completed');
       }, 15_000);
       expect((await t.client.getJob(lockedId)).state).toBe('running');
-    } finally {
-      await locker.query('ROLLBACK');
-      locker.release();
-    }
+    });
     await waitFor('the locked job completed once the lock went', async () => (await t.client.getJob(lockedId)).state === 'completed');
   });
 
@@ -254,29 +267,21 @@ describe('leases', () => {
     // job of one attempt whose handler had succeeded went dead with "the database refused to store the handler's result".
     const url = new URL(t.url);
     url.searchParams.set('options', '-c statement_timeout=300');
-    let openGate!: () => void;
-    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { gate, open: openGate } = gated();
     await startAgent({ databaseUrl: url.toString(), concurrency: 2, handlers: { timedOutGate: () => gate.then(() => ({ ok: true })) } });
     const { id } = await t.client.enqueue({ task: 'timedOutGate', maxAttempts: 1 });
     await waitFor('the gated job to run', async () => (await t.client.getJob(id)).state === 'running');
-    const locker = await t.pool.connect();
-    try {
-      await locker.query('BEGIN');
-      await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [id]);
+    await whileRowLocked(id, async () => {
       openGate();
       await new Promise((resolve) => setTimeout(resolve, 1_500)); // several statement timeouts
       expect((await t.client.getJob(id)).state).toBe('running');
-    } finally {
-      await locker.query('ROLLBACK');
-      locker.release();
-    }
+    });
     await waitFor('the job completed once the lock went', async () => (await t.client.getJob(id)).state === 'completed');
     expect(await t.client.getJob(id)).toMatchObject({ state: 'completed', attempt: 1, result: { ok: true }, attemptLog: [] });
   });
 
   it("a failure whose row another transaction holds locked waits alone: the agent's other outcomes are stored meanwhile", async () => {
-    let openGate!: () => void;
-    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { gate, open: openGate } = gated();
     const warnings: string[] = [];
     await startAgent({
       concurrency: 4,
@@ -294,10 +299,7 @@ describe('leases', () => {
     });
     const { id: lockedId } = await t.client.enqueue({ task: 'gatedFailure', maxAttempts: 1 });
     await waitFor('the gated job to run', async () => (await t.client.getJob(lockedId)).state === 'running');
-    const locker = await t.pool.connect();
-    try {
-      await locker.query('BEGIN');
-      await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [lockedId]);
+    await whileRowLocked(lockedId, async () => {
       openGate();
       // Let the locked failure meet the lock first, then give the agent more outcomes of both kinds to store.
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -313,26 +315,19 @@ describe('leases', () => {
       // Held back once, then tried without waiting: before, it waited out the lock timeout in every flush, and every
       // other outcome waited with it.
       expect(warnings).toEqual(['another transaction holds these jobs locked; storing their failures once it lets go']);
-    } finally {
-      await locker.query('ROLLBACK');
-      locker.release();
-    }
+    });
     await waitFor('the locked failure stored once the lock went', async () => (await t.client.getJob(lockedId)).state === 'dead');
     expect((await t.client.getJob(lockedId)).lastError).toBe('failed behind a lock');
   });
 
   it('a completion whose dependent another transaction holds locked waits alone too', async () => {
     // Completing P releases its dependent D, which needs D's row; a client attaching a job to D holds it.
-    let openGate!: () => void;
-    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { gate, open: openGate } = gated();
     await startAgent({ concurrency: 4, handlers: { parent: () => gate, child: () => {}, other: () => {} } });
     const parent = await t.client.enqueue({ task: 'parent' });
     const child = await t.client.enqueue({ task: 'child', dependsOn: [parent.id] });
     await waitFor('the parent to run', async () => (await t.client.getJob(parent.id)).state === 'running');
-    const locker = await t.pool.connect();
-    try {
-      await locker.query('BEGIN');
-      await locker.query(`UPDATE "${t.schema}".jobs SET dependents = '{}' WHERE id = $1`, [child.id]);
+    await whileRowLocked(child.id, async () => {
       openGate();
       const others = await t.client.enqueueMany(Array.from({ length: 10 }, () => ({ task: 'other' })));
       await waitFor('the other jobs completed while the lock is held', async () => {
@@ -340,10 +335,7 @@ describe('leases', () => {
         return jobs.every((job) => job.state === 'completed');
       }, 20_000); // each try on the locked dependent waits out the 1 s lock timeout: about 3-5 s here
       expect((await t.client.getJob(parent.id)).state).toBe('running');
-    } finally {
-      await locker.query('ROLLBACK');
-      locker.release();
-    }
+    });
     await waitFor('the parent completed and the child ran', async () => (await t.client.getJob(child.id)).state === 'completed');
     expect((await t.client.getJob(parent.id)).state).toBe('completed');
   });

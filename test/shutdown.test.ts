@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAgent, type Agent } from '../src/agent/agent.js';
+import { createAgent, type Agent, type AgentOptions } from '../src/agent/agent.js';
 import { Completer } from '../src/agent/worker/completer.js';
 import { createPool } from '../src/shared/db/pool.js';
 import { SchemaDb } from '../src/shared/db/sql.js';
@@ -85,7 +85,65 @@ describe('stop() without a database', () => {
     const linesAtStop = logger.lines.length;
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(logger.lines.slice(linesAtStop)).toEqual([]);
+    // No socket left open: one waiting for a goodbye or an answer would keep an embedding process alive up to the
+    // query timeout (the lease, or a minute for upkeep).
+    expect(proxy.openConnections).toBe(0);
   }, 15_000);
+});
+
+describe('stop() with a healthy database', () => {
+  /** An agent on the test database itself (no proxy), without the leader's duties. */
+  function agentOnDatabase(shutdownGraceMs: number, handlers: AgentOptions['handlers']) {
+    const logger = recordingLogger();
+    const agent = createAgent({ databaseUrl: t.url, schema: t.schema, logger, maintenance: false, pollIntervalMs: 50, shutdownGraceMs, handlers });
+    return { agent, logger };
+  }
+
+  it('a release of running jobs waiting for a row lock past the step budget is left to finish, not cut off: the job keeps its attempt', async () => {
+    let running = false;
+    const { agent } = agentOnDatabase(200, { stuck: () => ((running = true), new Promise(() => {})) });
+    const { id } = await t.client.enqueue({ task: 'stuck', maxAttempts: 1 });
+    await agent.start();
+    await waitFor('the job to run', () => running);
+    const locker = await t.pool.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`SELECT id FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [id]); // a client attaching a dependent, say
+      await agent.stop(); // gives up waiting for the release after its 5 s budget
+      expect((await t.client.getJob(id)).state).toBe('running');
+      // Longer than the server takes to notice a closed connection (client_connection_check_interval, 1 s) and end
+      // its statement: the release must still be there when the lock goes.
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+    } finally {
+      await locker.query('COMMIT');
+      locker.release();
+    }
+    // Cut off, the release would be lost and the job, of one attempt, would go dead when its lease expired.
+    await waitFor('the release stored once the lock went', async () => (await t.client.getJob(id)).state === 'pending');
+    expect(await t.client.getJob(id)).toMatchObject({ state: 'pending', attempt: 0 });
+  }, 20_000);
+
+  it('a claim that lands after the grace period gives its jobs back before the connections close', async () => {
+    const { agent, logger } = agentOnDatabase(100, { work: () => 'ok' });
+    await agent.start();
+    const locker = await t.pool.connect();
+    let stopped: Promise<void>;
+    let id: number;
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${t.schema}".queues IN ACCESS EXCLUSIVE MODE`); // the claim reads queues: it waits
+      ({ id } = await t.client.enqueue({ task: 'work' }));
+      await new Promise((resolve) => setTimeout(resolve, 150)); // a poll's claim is now waiting
+      stopped = agent.stop();
+      await new Promise((resolve) => setTimeout(resolve, 400)); // past the grace period
+    } finally {
+      await locker.query('COMMIT');
+      locker.release();
+    }
+    await stopped;
+    expect(await t.client.getJob(id)).toMatchObject({ state: 'pending', attempt: 0 });
+    expect(logger.lines.filter((line) => !line.startsWith('info'))).toEqual([]);
+  });
 });
 
 describe('the completer after shutdown gave up on it', () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
 import { SchemaDb } from '../shared/db/sql.js';
-import { checkConnection, createPool } from '../shared/db/pool.js';
+import { checkConnection, closePool, createPool } from '../shared/db/pool.js';
 import { withTimeout } from '../shared/with-timeout.js';
 import { Listener } from '../shared/db/listen.js';
 import { assertSchemaCurrent, migrateUp, schemaIsCurrent } from '../shared/db/migrate.js';
@@ -109,6 +109,8 @@ const UPKEEP_QUERY_LIMIT_MS = 60_000;
 const FIRST_CLAIM_WAIT_MS = 500;
 /** Shutdown's steps other than waiting for running jobs get this long, all together. */
 const SHUTDOWN_STEPS_MS = 5_000;
+/** How long closing the pools waits for the server's goodbyes before it asks which sessions the server still has. */
+const CLOSE_CONNECTIONS_MS = 1_000;
 
 export function createAgent(options: AgentOptions): Agent {
   checkAgentNumbers(options as unknown as Record<string, unknown>);
@@ -227,11 +229,17 @@ export function createAgent(options: AgentOptions): Agent {
     clearInterval(pollTimer);
     await step('closing the LISTEN connection', () => listener?.stop());
     await step('draining running jobs', () => workers?.stop(graceMs), graceMs);
+    // A claim that lands now gives its jobs back through the upkeep pool, which must still be open for it.
+    await step('waiting for claims in flight', () => workers?.claimsLanded(Math.max(budget, 250)));
     await step('storing completions', () => completer?.drain(Math.max(budget, 250)));
     completer?.close();
     for (const service of services) await step(`stopping ${service.name}`, () => service.stop());
     if (pool) await step('marking the agent stopped', () => agentHeartbeat(new SchemaDb(pool!, schema), info, 'stopped'));
-    await step('closing connections', () => Promise.all([pool?.end(), jobsPool?.end()]));
+    // closePool bounds itself (four times `closing` at most), so what it cuts off (a release on a connection gone
+    // silent, say) is logged before the agent says it stopped.
+    const closing = Math.min(Math.max(budget, 250), CLOSE_CONNECTIONS_MS);
+    const closePools = () => Promise.all([pool && closePool(pool, closing), jobsPool && closePool(jobsPool, closing)]);
+    await step('closing connections', closePools, 4 * closing);
   }
 
   async function startServices(): Promise<void> {

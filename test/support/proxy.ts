@@ -43,6 +43,11 @@ export class DatabaseProxy {
     return { proxy, url: url.toString() };
   }
 
+  /** Client connections still open (the agent's side has not closed them). */
+  get openConnections(): number {
+    return this.pairs.filter(([inbound]) => !inbound.destroyed).length;
+  }
+
   slow(ms: number): void {
     this.delayMs = ms;
   }

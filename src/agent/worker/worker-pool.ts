@@ -226,7 +226,14 @@ export class WorkerPool {
         this.claimFailures = { unlogged: 0, loggedAt: -Infinity };
       }
     } catch (error) {
-      this.claimFailed(error as Error);
+      if (this.stopped) {
+        // Shutdown gave up waiting for it and closed its connection, or the database failed it.
+        this.options.logger.warn('a claim in flight at shutdown failed; jobs it took, if any, are rescued when their leases expire', {
+          error: (error as Error).message,
+        });
+      } else {
+        this.claimFailed(error as Error);
+      }
     } finally {
       this.claimsInFlight--;
       this.reserved -= limit;

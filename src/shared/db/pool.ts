@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { DatabaseUnavailableError } from '../errors.js';
 import { withTimeout } from '../with-timeout.js';
+import { sessionsAlive } from './queries/sessions.js';
 
 export interface PoolOptions {
   max?: number;
@@ -40,11 +41,66 @@ export function createPool(connectionString: string, options: PoolOptions = {}):
     // A failed setup ends the connection and fails the query that asked for it.
     ...(setup === undefined ? {} : { onConnect: (client) => client.query(setup) }),
   };
+  // Every client of the pool, connecting ones too (the pool's 'connect' event comes only once connected), for closePool.
+  const clients = new Set<pg.Client>();
+  poolConfig.Client = class TrackedClient extends pg.Client {
+    constructor(config?: string | pg.ClientConfig) {
+      super(config);
+      clients.add(this);
+      this.on('end', () => clients.delete(this));
+    }
+  };
   const pool = new pg.Pool(poolConfig);
   pool.on('error', () => {
     // An idle client lost its connection; the pool drops it and the next query opens a new one.
   });
+  trackedPools.set(pool, { connectionString, clients });
   return pool;
+}
+
+const trackedPools = new WeakMap<pg.Pool, { connectionString: string; clients: Set<pg.Client> }>();
+
+/**
+ * Ends a pool made by createPool, waiting up to `ms` for it; then closes outright the connections whose server
+ * session is gone or cannot be asked about, since `end()` would wait for each: for a query on a connection gone
+ * silent (until its query timeout, the lease or longer) and for every goodbye, and those sockets keep the process
+ * alive meanwhile. A connection whose session the server still has is left to finish: it may be a release waiting
+ * for a row lock, and cutting it would cost its jobs an attempt. Resolves when the pool has ended, or with such
+ * work still going on after another `ms` at most.
+ */
+export async function closePool(pool: pg.Pool, ms: number): Promise<void> {
+  const ended = pool.end();
+  const tracked = trackedPools.get(pool);
+  if (!tracked) return ended;
+  await withTimeout(ended, ms).catch(async () => {
+    const live = await liveSessions(tracked.connectionString, [...tracked.clients], ms);
+    for (const client of tracked.clients) if (!live.has(processId(client) ?? -1)) destroySocket(client);
+    await withTimeout(ended, ms).catch(() => {});
+  });
+}
+
+/** The backend pids among the clients' that the server still has, asked on a connection of its own (none if it cannot answer). */
+async function liveSessions(connectionString: string, clients: pg.Client[], ms: number): Promise<Set<number>> {
+  const pids = clients.map(processId).filter((pid): pid is number => pid !== undefined);
+  if (pids.length === 0) return new Set();
+  const probe = new pg.Client({ connectionString, connectionTimeoutMillis: ms, query_timeout: ms });
+  probe.on('error', () => {});
+  try {
+    await probe.connect();
+    return await sessionsAlive(probe, pids);
+  } catch {
+    return new Set();
+  } finally {
+    await closeConnection(probe, ms);
+  }
+}
+
+function processId(client: pg.Client): number | undefined {
+  return (client as unknown as { processID?: number }).processID ?? undefined;
+}
+
+function destroySocket(client: pg.ClientBase): void {
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
 /** Fails fast with a message that names the database when it cannot be reached. */
@@ -82,7 +138,5 @@ export function redactUrl(url: string): string {
  * only when the socket goes.
  */
 export async function closeConnection(client: pg.Client, ms: number): Promise<void> {
-  await withTimeout(client.end(), ms).catch(() =>
-    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(),
-  );
+  await withTimeout(client.end(), ms).catch(() => destroySocket(client));
 }
