@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { createAgent } from '../src/agent/agent.js';
 import { createClient } from '../src/shared/client.js';
 import { latestVersion, loadMigrations, migrateDown, migrateUp, migrationStatus, schemaIsCurrent } from '../src/shared/db/migrate.js';
-import { ConfigError, MigrationError, SchemaTooNewError } from '../src/shared/errors.js';
+import { ConfigError, MigrationError, MigrationMismatchError, SchemaTooNewError } from '../src/shared/errors.js';
 import { silentLogger } from '../src/shared/logger.js';
 import { JOB_DEFAULTS } from '../src/shared/job-spec.js';
 import { waitFor } from './support/database.js';
@@ -81,6 +81,15 @@ async function functions(schema: string): Promise<string[]> {
   return rows.map((row) => row.proname);
 }
 
+/** Each function's settings (pg_proc.proconfig), by name; null for one without a SET clause. */
+async function functionSettings(schema: string): Promise<Record<string, string[] | null>> {
+  const { rows } = await pool.query(
+    `SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1`,
+    [schema],
+  );
+  return Object.fromEntries(rows.map((row) => [row.proname, row.proconfig]));
+}
+
 async function schemaExists(schema: string): Promise<boolean> {
   const { rowCount } = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
   return rowCount === 1;
@@ -89,7 +98,7 @@ async function schemaExists(schema: string): Promise<boolean> {
 describe('migrateUp / migrateDown', () => {
   it('migrateUp on a fresh schema creates the tables and the retry_delay function; a second run applies nothing', async () => {
     const schema = freshSchema();
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(await tables(schema)).toEqual(['agents', 'cron_schedules', 'job_deps', 'jobs', 'leader', 'migrations', 'queues', 'workflows']);
     expect(await functions(schema)).toEqual(['block_dependents', 'cancel_dependents', 'delete_edges', 'release_dependents', 'retry_delay', 'unblock_dependents']);
     const { rows } = await pool.query(`SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = 'jobs' ORDER BY 1`, [schema]);
@@ -128,6 +137,7 @@ describe('migrateUp / migrateDown', () => {
     await migrateUp(url, schema);
     expect(await jobsStorageOptions(schema)).toEqual(['fillfactor=70']);
     expect(await sequenceUsableByPublic(schema)).toBe(true);
+    expect(await migrateDown(url, schema)).toEqual([8]);
     expect(await migrateDown(url, schema)).toEqual([7]);
     expect(await sequenceUsableByPublic(schema)).toBe(false);
     expect(await migrateDown(url, schema)).toEqual([6]);
@@ -145,7 +155,7 @@ describe('migrateUp / migrateDown', () => {
     expect(await functions(schema)).toEqual([]);
     await expect(migrateDown(url, schema)).rejects.toThrow(`schema "${schema}" has no migrations applied; there is nothing to revert`);
 
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     const client = createClient({ pool, schema });
     const { id } = await client.enqueue({ task: 'after_remigrate', payload: { ok: true } });
     expect(await client.getJob(id)).toMatchObject({ state: 'pending', payload: { ok: true } });
@@ -158,14 +168,14 @@ describe('migrateUp / migrateDown', () => {
     await client.addCronSchedule({ name: 'nightly', expression: '0 3 * * *', task: 'report' });
     await pool.query(`INSERT INTO "${schema}".jobs (task, cron_schedule, cron_slot) VALUES ('report', 'nightly', now())`);
     const { jobs } = await client.enqueueWorkflow({ nodes: { first: { task: 'a' }, second: { task: 'b', dependsOn: ['first'] } } });
-    expect(await migrateDown(url, schema, 6)).toEqual([7, 6, 5, 4, 3, 2]);
+    expect(await migrateDown(url, schema, 7)).toEqual([8, 7, 6, 5, 4, 3, 2]);
     const { rows } = await pool.query(`SELECT id, state, workflow_id, pending_deps, last_error FROM "${schema}".jobs WHERE id = ANY($1::bigint[]) ORDER BY id`, [[jobs.first, jobs.second]]);
     expect(rows).toEqual([
       { id: String(jobs.first), state: 'pending', workflow_id: null, pending_deps: 0, last_error: null },
       { id: String(jobs.second), state: 'cancelled', workflow_id: null, pending_deps: 0, last_error: 'cancelled: it waited for dependencies when the workflows migration was reverted' },
     ]);
     // 0002's check (a cron slot has its schedule) failed on the job above.
-    expect(await migrateUp(url, schema)).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(await migrateUp(url, schema)).toEqual([2, 3, 4, 5, 6, 7, 8]);
     const next = await client.enqueueWorkflow({ nodes: { only: { task: 'c' } } });
     expect((await client.getJob(next.jobs.only)).workflowId).toBe(next.workflowId);
     expect((await client.getJob(jobs.first)).workflowId).toBeNull(); // not taken for a job of the new workflow with the same id
@@ -175,7 +185,7 @@ describe('migrateUp / migrateDown', () => {
     const schema = freshSchema();
     const role = `mig_role_${randomBytes(4).toString('hex')}`;
     await migrateUp(url, schema);
-    await migrateDown(url, schema);
+    expect(await migrateDown(url, schema, 2)).toEqual([8, 7]);
     await pool.query(`CREATE ROLE ${role} LOGIN`);
     try {
       await pool.query(`GRANT USAGE, CREATE ON SCHEMA "${schema}" TO ${role}; GRANT ALL ON ALL TABLES IN SCHEMA "${schema}" TO ${role}; GRANT ALL ON ALL SEQUENCES IN SCHEMA "${schema}" TO ${role}`);
@@ -184,7 +194,7 @@ describe('migrateUp / migrateDown', () => {
       // PostgreSQL only warns that it granted nothing; the migration was recorded and keyed batches failed for other roles.
       await expect(migrateUp(roleUrl.toString(), schema)).rejects.toThrow(/could not grant USAGE on sequence jobs_id_seq to PUBLIC/);
       expect(await sequenceUsableByPublic(schema)).toBe(false);
-      expect(await migrateUp(url, schema)).toEqual([7]);
+      expect(await migrateUp(url, schema)).toEqual([7, 8]);
       await pool.query(`REVOKE CREATE ON DATABASE "${new URL(url).pathname.slice(1)}" FROM PUBLIC`).catch(() => {});
       // "permission denied for database": CREATE SCHEMA IF NOT EXISTS checks the right before it looks.
       expect(await migrateUp(roleUrl.toString(), schema)).toEqual([]);
@@ -199,8 +209,8 @@ describe('migrateUp / migrateDown', () => {
     for (const steps of [-1, 0, 1.5, Number.NaN]) {
       await expect(migrateDown(url, schema, steps)).rejects.toThrow(/steps must be a whole number of at least 1/);
     }
-    await expect(migrateDown(url, schema, 8)).rejects.toThrow(/cannot revert 8 migrations of schema "[a-z0-9_]+": 7 are applied; nothing was reverted/);
-    expect(await migrateDown(url, schema, 7)).toEqual([7, 6, 5, 4, 3, 2, 1]);
+    await expect(migrateDown(url, schema, 9)).rejects.toThrow(/cannot revert 9 migrations of schema "[a-z0-9_]+": 8 are applied; nothing was reverted/);
+    expect(await migrateDown(url, schema, 8)).toEqual([8, 7, 6, 5, 4, 3, 2, 1]);
   });
 
   it('migrateDown on a schema that does not exist says there is nothing to revert, and creates nothing', async () => {
@@ -212,13 +222,13 @@ describe('migrateUp / migrateDown', () => {
 
   it('migrationStatus lists every known migration with when it was applied', async () => {
     const schema = freshSchema();
-    const pending = [{ version: 1, name: 'core', appliedAt: null }, { version: 2, name: 'scheduler', appliedAt: null }, { version: 3, name: 'workflows', appliedAt: null }, { version: 4, name: 'dag_fixes', appliedAt: null }, { version: 5, name: 'agent_heartbeat_interval', appliedAt: null }, { version: 6, name: 'jobs_fillfactor', appliedAt: null }, { version: 7, name: 'jobs_id_sequence_usage', appliedAt: null }];
+    const pending = [{ version: 1, name: 'core', appliedAt: null }, { version: 2, name: 'scheduler', appliedAt: null }, { version: 3, name: 'workflows', appliedAt: null }, { version: 4, name: 'dag_fixes', appliedAt: null }, { version: 5, name: 'agent_heartbeat_interval', appliedAt: null }, { version: 6, name: 'jobs_fillfactor', appliedAt: null }, { version: 7, name: 'jobs_id_sequence_usage', appliedAt: null }, { version: 8, name: 'function_search_path', appliedAt: null }];
     expect(await migrationStatus(url, schema)).toEqual(pending);
     await migrateUp(url, schema);
     const [status] = await migrationStatus(url, schema);
     expect(status).toMatchObject({ version: 1, name: 'core' });
     expect(status.appliedAt).toBeInstanceOf(Date);
-    await migrateDown(url, schema, 7);
+    await migrateDown(url, schema, 8);
     expect(await migrationStatus(url, schema)).toEqual(pending);
   });
 
@@ -239,25 +249,26 @@ describe('migrateUp / migrateDown', () => {
   it('two concurrent migrateUp calls on one fresh schema both succeed and apply each migration once', async () => {
     const schema = freshSchema();
     const results = await Promise.all([migrateUp(url, schema), migrateUp(url, schema), migrateUp(url, schema)]);
-    expect(results.flat()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(results.flat()).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(results.filter((applied) => applied.length === 0)).toHaveLength(2);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }]);
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }]);
   });
 
   it('a migration whose table a long transaction holds steps aside and gives up after its tries, saying why; nothing changed', async () => {
     const schema = freshSchema();
     await migrateUp(url, schema);
+    const extra = latestVersion() + 1;
     const withExtra = [
       ...loadMigrations(),
-      { version: 8, name: 'add_extra', up: 'ALTER TABLE jobs ADD COLUMN extra integer', down: 'ALTER TABLE jobs DROP COLUMN extra' },
+      { version: extra, name: 'add_extra', up: 'ALTER TABLE jobs ADD COLUMN extra integer', down: 'ALTER TABLE jobs DROP COLUMN extra' },
     ];
     const blocker = await pool.connect();
     try {
       await blocker.query('BEGIN');
       await blocker.query(`SELECT 1 FROM "${schema}".jobs LIMIT 1`);
       await expect(migrateUp(url, schema, withExtra, { tableLockMs: 200, tries: 2 })).rejects.toThrow(
-        /migration 8 \(add_extra\) failed: could not take the locks it needs in 2 tries of 200 ms/,
+        new RegExp(`migration ${extra} \\(add_extra\\) failed: could not take the locks it needs in 2 tries of 200 ms`),
       );
       // Between its tries the migrator waits in no queue, so an enqueue is not held up behind it.
       await createClient({ pool, schema }).enqueue({ task: 'meanwhile' });
@@ -265,8 +276,8 @@ describe('migrateUp / migrateDown', () => {
       await blocker.query('ROLLBACK');
       blocker.release();
     }
-    expect((await pool.query(`SELECT max(version) AS v FROM "${schema}".migrations`)).rows[0].v).toBe(7);
-    expect(await migrateUp(url, schema, withExtra)).toEqual([8]);
+    expect((await pool.query(`SELECT max(version) AS v FROM "${schema}".migrations`)).rows[0].v).toBe(latestVersion());
+    expect(await migrateUp(url, schema, withExtra)).toEqual([extra]);
   });
 
   it('a migrator waits for another one only so long, then says who to look for', async () => {
@@ -337,6 +348,77 @@ describe('migrateUp / migrateDown', () => {
   });
 });
 
+describe('functions search only the Wida schema (migration 8)', () => {
+  const PINNED = ['block_dependents', 'cancel_dependents', 'delete_edges', 'release_dependents', 'unblock_dependents'];
+
+  function expectSearchPath(settings: Record<string, string[] | null>, searchPath: string): void {
+    expect(settings).toEqual({ ...Object.fromEntries(PINNED.map((name) => [name, [`search_path=${searchPath}`]])), retry_delay: null });
+  }
+
+  it('after migrate up no function names public; down to 7 restores "<schema>, public"; up again pins it', async () => {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    expectSearchPath(await functionSettings(schema), `${schema}, pg_temp`);
+    expect(await migrateDown(url, schema)).toEqual([8]);
+    expectSearchPath(await functionSettings(schema), `${schema}, public`);
+    // As a schema migrated to 7 by an earlier build is: its functions were made with the migrator's "<schema>, public".
+    expect(await migrateUp(url, schema)).toEqual([8]);
+    expectSearchPath(await functionSettings(schema), `${schema}, pg_temp`);
+    const client = createClient({ pool, schema });
+    const { jobs } = await client.enqueueWorkflow({ nodes: { first: { task: 'a' }, second: { task: 'b', dependsOn: ['first'] } } });
+    await client.cancelJob(jobs.first);
+    expect(await client.getJob(jobs.second)).toMatchObject({ state: 'cancelled' }); // through cancel_dependents
+  });
+});
+
+describe('a schema migrated by a different build of Wida', () => {
+  const mismatch = /^the database records migration 3 as 'workflows_fork' but this Wida's migration 3 is 'workflows': schema "mig_[0-9a-f]+" was migrated by a different build of Wida \(a fork or another branch\); use that build, or with it revert the schema to migration 2 .*wida migrate/;
+
+  /** A schema at `steps` below this build's latest whose migration 3 is recorded under another name. */
+  async function forkedSchema(steps = 0): Promise<string> {
+    const schema = freshSchema();
+    await migrateUp(url, schema);
+    if (steps > 0) await migrateDown(url, schema, steps);
+    await pool.query(`UPDATE "${schema}".migrations SET name = 'workflows_fork' WHERE version = 3`);
+    return schema;
+  }
+
+  async function appliedVersions(schema: string): Promise<number[]> {
+    const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
+    return rows.map((row) => row.version);
+  }
+
+  it('migrateUp, migrateDown and migrationStatus refuse with MigrationMismatchError, changing nothing', async () => {
+    const schema = await forkedSchema(2);
+    for (const attempt of [() => migrateUp(url, schema), () => migrateDown(url, schema), () => migrationStatus(url, schema)]) {
+      const error = await attempt().catch((e) => e);
+      expect(error).toBeInstanceOf(MigrationMismatchError);
+      expect(error).toMatchObject({ code: 'MIGRATION_MISMATCH', schema, version: 3, databaseName: 'workflows_fork', buildName: 'workflows' });
+      expect(error.message).toMatch(mismatch);
+    }
+    expect(await appliedVersions(schema)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it('the agent start-up check refuses it from its one read; an agent (migrate: true or false) does not start', async () => {
+    const schema = await forkedSchema();
+    await expect(schemaIsCurrent(pool, schema)).rejects.toThrow(mismatch);
+    for (const migrate of [true, false]) {
+      const agent = createAgent({ databaseUrl: url, schema, migrate, logger: silentLogger, handlers: { x: () => {} } });
+      const error = await agent.start().catch((e) => e);
+      expect(error).toBeInstanceOf(MigrationMismatchError);
+      expect(error.message).toMatch(mismatch);
+      await expect(agent.stop()).resolves.toBeUndefined();
+    }
+    expect((await pool.query(`SELECT count(*)::int AS n FROM "${schema}".agents`)).rows[0].n).toBe(0);
+  });
+
+  it('with a version newer than this build as well, the mismatch is what it reports (not "use the newer Wida")', async () => {
+    const schema = await forkedSchema();
+    await pool.query(`INSERT INTO "${schema}".migrations (version, name) VALUES (9999, 'from_the_future')`);
+    await expect(migrateUp(url, schema)).rejects.toThrow(mismatch);
+  });
+});
+
 describe('a schema newer than this Wida', () => {
   async function tooNewSchema(): Promise<string> {
     const schema = freshSchema();
@@ -352,13 +434,13 @@ describe('a schema newer than this Wida', () => {
     expect(error).toMatchObject({ code: 'SCHEMA_TOO_NEW', databaseVersion: 9999, knownVersion: latestVersion() });
     expect(error.message).toMatch(/migration 9999, but this Wida knows migrations up to \d+; use the newer Wida/);
     const { rows } = await pool.query(`SELECT version FROM "${schema}".migrations ORDER BY version`);
-    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 9999 }]);
+    expect(rows).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }, { version: 6 }, { version: 7 }, { version: 8 }, { version: 9999 }]);
   });
 
   it('migrationStatus shows the unknown migration', async () => {
     const schema = await tooNewSchema();
     const status = await migrationStatus(url, schema);
-    expect(status.map((s) => s.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 9999]);
+    expect(status.map((s) => s.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9999]);
     expect(status.at(-1)!.name).toMatch(/unknown/);
   });
 
@@ -398,7 +480,7 @@ describe('schema names', () => {
   it('a 47-character lowercase name is accepted, and jobs are enqueued in it (prepared statement names stay apart)', async () => {
     const schema = `mig_${randomBytes(4).toString('hex')}_`.padEnd(47, 'z');
     created.push(schema);
-    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(await migrateUp(url, schema)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     // Cut at 63 bytes, these statements' names were all "wida_<schema>_job_insert": the second failed.
     const client = createClient({ pool, schema });
     const one = await client.enqueue({ task: 'long_schema' });

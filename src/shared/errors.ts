@@ -32,6 +32,16 @@ export class DependencyRefusedError extends ValidationError {
   }
 }
 
+/**
+ * The caller's transaction (REPEATABLE READ or SERIALIZABLE) cannot see what it would have to return: code `40001`,
+ * PostgreSQL's own for a serialization failure, so a loop that retries those retries this too.
+ */
+export class SerializationFailureError extends WidaError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('40001', message, options);
+  }
+}
+
 export class JobNotFoundError extends WidaError {
   constructor(readonly jobId: number) {
     super('JOB_NOT_FOUND', `job ${jobId} does not exist (it may have been deleted by retention or dropped)`);
@@ -64,6 +74,28 @@ export class SchemaTooNewError extends WidaError {
       'SCHEMA_TOO_NEW',
       `the database schema is at migration ${databaseVersion}, but this Wida knows migrations up to ${knownVersion}; ` +
         'use the newer Wida, or upgrade this one (or migrate the database down with the newer version) first',
+    );
+  }
+}
+
+/**
+ * An applied migration whose recorded name is not this build's migration of the same version: the schema was
+ * migrated by a fork or another branch, so its tables may not be what this build's queries and down scripts expect.
+ */
+export class MigrationMismatchError extends WidaError {
+  constructor(
+    readonly schema: string,
+    readonly version: number,
+    readonly databaseName: string,
+    readonly buildName: string,
+  ) {
+    const revert = version === 1 ? 'revert all its migrations' : `revert the schema to migration ${version - 1}`;
+    super(
+      'MIGRATION_MISMATCH',
+      `the database records migration ${version} as '${databaseName}' but this Wida's migration ${version} is '${buildName}': ` +
+        `schema "${schema}" was migrated by a different build of Wida (a fork or another branch); use that build, or with it ` +
+        `${revert} (\`wida migrate down\`, which may delete data) and then run \`wida migrate\` with this one, ` +
+        'or give this Wida a schema of its own (WIDA_SCHEMA)',
     );
   }
 }

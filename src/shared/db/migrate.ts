@@ -1,9 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { MigrationError, SchemaTooNewError, ValidationError } from '../errors.js';
+import { MigrationError, MigrationMismatchError, SchemaTooNewError, ValidationError } from '../errors.js';
 import { unreachable } from './pool.js';
 import {
+  type AppliedMigration,
   migrationLockRelease,
   migrationLockTake,
   migrationRecordApplied,
@@ -49,6 +50,18 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
 
 export function latestVersion(migrations = loadMigrations()): number {
   return migrations.length === 0 ? 0 : migrations[migrations.length - 1].version;
+}
+
+/**
+ * Refuses a schema in which a version this build knows was applied under another name: a fork or another branch
+ * migrated it, and this build's later migrations, down scripts and queries would meet tables it did not make.
+ * Checked before "too new", whose advice (use the newer Wida) would be wrong for such a schema.
+ */
+function assertAppliedByThisBuild(applied: Map<number, AppliedMigration>, migrations: Migration[], schema: string): void {
+  for (const m of migrations) {
+    const recorded = applied.get(m.version);
+    if (recorded !== undefined && recorded.name !== m.name) throw new MigrationMismatchError(schema, m.version, recorded.name, m.name);
+  }
 }
 
 export interface MigrationStatus {
@@ -175,6 +188,7 @@ export async function migrateUp(
 ): Promise<number[]> {
   return withMigrationLock(connectionString, schema, limits, async (client) => {
     const applied = await migrationsApplied(client, schema);
+    assertAppliedByThisBuild(applied, migrations, schema);
     const known = latestVersion(migrations);
     const newest = Math.max(0, ...applied.keys());
     if (newest > known) throw new SchemaTooNewError(newest, known);
@@ -204,7 +218,10 @@ export async function migrateDown(
   if (!Number.isInteger(steps) || steps < 1) throw new ValidationError('steps', `steps must be a whole number of at least 1; got ${steps}`);
   return withMigrationLock(connectionString, schema, limits, async (client) => {
     const present = await migrationsTablePresent(client, schema);
-    const applied = present ? [...(await migrationsApplied(client, schema)).keys()].sort((a, b) => b - a) : [];
+    const recorded = present ? await migrationsApplied(client, schema) : new Map<number, AppliedMigration>();
+    // A down script of this build run on another build's tables could drop what it never made.
+    assertAppliedByThisBuild(recorded, migrations, schema);
+    const applied = [...recorded.keys()].sort((a, b) => b - a);
     if (applied.length === 0) throw new MigrationError(`schema "${schema}" has no migrations applied; there is nothing to revert`);
     if (steps > applied.length) {
       throw new ValidationError(
@@ -227,20 +244,24 @@ export async function migrateDown(
   }, { create: false });
 }
 
-/** Every known migration and whether it is applied. Reads only: a schema that does not exist is all pending. */
+/**
+ * Every known migration and whether it is applied. Reads only: a schema that does not exist is all pending. A schema
+ * migrated by another build is refused (MigrationMismatchError): a list under this build's names would hide it.
+ */
 export async function migrationStatus(connectionString: string, schema: string, migrations = loadMigrations()): Promise<MigrationStatus[]> {
   validateSchemaName(schema);
   const client = await connectMigrationClient(connectionString);
-  let applied = new Map<number, Date>();
+  let applied = new Map<number, AppliedMigration>();
   try {
     if (await migrationsTablePresent(client, schema)) applied = await migrationsApplied(client, schema);
   } finally {
     await client.end();
   }
-  const known = migrations.map((m) => ({ version: m.version, name: m.name, appliedAt: applied.get(m.version) ?? null }));
+  assertAppliedByThisBuild(applied, migrations, schema);
+  const known = migrations.map((m) => ({ version: m.version, name: m.name, appliedAt: applied.get(m.version)?.appliedAt ?? null }));
   const unknown = [...applied.keys()]
     .filter((v) => !migrations.some((m) => m.version === v))
-    .map((v) => ({ version: v, name: '(unknown to this version)', appliedAt: applied.get(v)! }));
+    .map((v) => ({ version: v, name: '(unknown to this version)', appliedAt: applied.get(v)!.appliedAt }));
   return [...known, ...unknown];
 }
 
@@ -248,22 +269,25 @@ export async function migrationStatus(connectionString: string, schema: string, 
  * Whether every migration this version knows is applied and none newer, read on a connection the caller already
  * has: an agent starting against a current schema skips the migrator's own connection, lock and DDL (about
  * 25 of the 63 ms a start took). Any doubt (no table yet, a gap, a newer version) answers false, and the
- * caller takes the locked path, which sorts it out or explains it.
+ * caller takes the locked path, which sorts it out or explains it. A version applied under another name throws
+ * MigrationMismatchError here, from the same read: no path sorts that out.
  */
 export async function schemaIsCurrent(queryable: Queryable, schema: string, migrations = loadMigrations()): Promise<boolean> {
   validateSchemaName(schema);
-  let versions: number[];
+  let applied: Map<number, AppliedMigration>;
   try {
-    versions = [...(await migrationsApplied(queryable, schema)).keys()];
+    applied = await migrationsApplied(queryable, schema);
   } catch (error) {
     // 42P01: no migrations table; 3F000: no schema
     if (['42P01', '3F000'].includes((error as { code?: string }).code ?? '')) return false;
     throw error;
   }
+  assertAppliedByThisBuild(applied, migrations, schema);
+  const versions = [...applied.keys()];
   return versions.length === migrations.length && migrations.every((m, i) => versions[i] === m.version);
 }
 
-/** For an agent started without migrating: refuses a schema that is behind or ahead of this version. */
+/** For an agent started without migrating: refuses a schema that is behind or ahead of this version, or another build's. */
 export async function assertSchemaCurrent(connectionString: string, schema: string): Promise<void> {
   const status = await migrationStatus(connectionString, schema);
   const known = latestVersion();

@@ -52,15 +52,26 @@ export async function migrationsTablePresent(client: pg.Client, schema: string):
   return rows[0].present;
 }
 
-/** Applied versions and when, oldest first. Fails (42P01, 3F000) when there is no table or schema. */
-export async function migrationsApplied(client: Queryable, schema: string): Promise<Map<number, Date>> {
-  const { rows } = await client.query({ text: `SELECT version, applied_at FROM "${schema}".migrations ORDER BY version` });
-  return new Map(rows.map((row) => [row.version as number, row.applied_at as Date]));
+export interface AppliedMigration {
+  /** the name it was applied under, to compare with this build's file of the same version */
+  name: string;
+  appliedAt: Date;
 }
 
-/** Runs a migration file's SQL inside the caller's transaction, with the schema as the search path. */
+/** Applied versions, their names and when, oldest first. Fails (42P01, 3F000) when there is no table or schema. */
+export async function migrationsApplied(client: Queryable, schema: string): Promise<Map<number, AppliedMigration>> {
+  const { rows } = await client.query({ text: `SELECT version, name, applied_at FROM "${schema}".migrations ORDER BY version` });
+  return new Map(rows.map((row) => [row.version as number, { name: row.name as string, appliedAt: row.applied_at as Date }]));
+}
+
+/**
+ * Runs a migration file's SQL inside the caller's transaction, with the schema as the search path. No `public`: no
+ * migration uses anything from it, and a function made with `SET search_path FROM CURRENT` would look there (those of
+ * 0003 and 0004, migrated by earlier builds, did until 0008). pg_temp is named last so that a temporary table cannot
+ * stand in for one of ours.
+ */
 export async function migrationScriptRun(client: pg.Client, schema: string, sql: string): Promise<void> {
-  await client.query(`SET LOCAL search_path TO "${schema}", public`);
+  await client.query(`SET LOCAL search_path TO "${schema}", pg_temp`);
   await client.query(sql);
 }
 
