@@ -305,6 +305,37 @@ describe('idempotency keys', () => {
     expect(await t.client.getJob(first.id)).toMatchObject({ task: 'charge', payload: { v: 1 }, queue: 'default' });
   });
 
+  it.each([
+    ['a plain job', [] as number[]],
+    ['a job with dependsOn', null],
+  ])('at REPEATABLE READ, %s whose key a transaction took after the snapshot fails with 40001; the retried transaction gets the job', async (_what, given) => {
+    const dependsOn = given ?? [(await t.client.enqueue({ task: 'snapshot_parent', queue: 'idle' })).id];
+    const key = `snapshot-${dependsOn.length}-${Date.now()}`;
+    const attempt = async (beforeEnqueue: () => Promise<unknown>) => {
+      const client = await t.pool.connect();
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+        await client.query('SELECT 1'); // the snapshot is taken here
+        await beforeEnqueue();
+        const result = await t.client.enqueue({ task: 'snapshot', idempotencyKey: key, dependsOn }, { client });
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK');
+        throw error;
+      } finally {
+        client.release();
+      }
+    };
+    let existing!: EnqueueResult;
+    // The existing job is invisible to the snapshot, so the enqueue can neither return it nor insert another.
+    await expect(attempt(async () => (existing = await t.client.enqueue({ task: 'snapshot', idempotencyKey: key, dependsOn })))).rejects.toMatchObject({
+      code: '40001',
+    });
+    expect(await attempt(async () => {})).toEqual({ id: existing.id, duplicate: true });
+    expect(await countJobs('idempotency_key = $1', [key])).toBe(1);
+  });
+
   it('duplicates within one enqueueMany batch get the first occurrence id', async () => {
     const existing = await t.client.enqueue({ task: 'dup', idempotencyKey: 'batch-existing' });
     const results = await t.client.enqueueMany([
@@ -461,8 +492,25 @@ describe('invalid input', () => {
       t.client.enqueueMany([{ task: 'ok_1' }, { task: 'ok_2' }, { task: 'bad', priority: 'nope' as never }, { task: 'ok_3' }]),
     );
     expect(error).toBeInstanceOf(ValidationError);
-    expect(error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'priority' });
+    expect(error).toMatchObject({ code: 'VALIDATION_FAILED', field: '2.priority' });
     expect((error as Error).message).toMatch(/^job 2: invalid priority/);
+    expect(await countJobs()).toBe(before);
+  });
+
+  it("a ValidationError's field is the path in the input, with or without dependencies, in a workflow too", async () => {
+    const { id } = await t.client.enqueue({ task: 'dependency' });
+    const before = await countJobs();
+    const field = (call: Promise<unknown>) => rejection(call).then((error) => (error as ValidationError).field);
+    const bad = { task: 'bad', priority: 'nope' as never };
+    expect(await field(t.client.enqueue(bad))).toBe('priority');
+    expect(await field(t.client.enqueue({ ...bad, dependsOn: [id] }))).toBe('priority');
+    expect(await field(t.client.enqueueMany([{ task: 'ok' }, bad]))).toBe('1.priority');
+    expect(await field(t.client.enqueueMany([{ task: 'ok' }, { ...bad, dependsOn: [id] }]))).toBe('1.priority');
+    expect(await field(t.client.enqueueMany([{ task: 'ok', dependsOn: [id] }, { task: 'big', payload: 'x'.repeat(2 << 20) }]))).toBe('1.payload');
+    expect(await field(t.client.enqueueMany([{ task: 'ok' }, { task: 'big', payload: 'x'.repeat(2 << 20) }]))).toBe('1.payload');
+    expect(await field(t.client.enqueueWorkflow({ nodes: { a: { task: 'a', idempotencyKey: 'k' } } }))).toBe('nodes.a.idempotencyKey');
+    expect(await field(t.client.enqueueMany([{ task: 'ok' }, { task: 'ids', dependsOn: [-1] }]))).toBe('1.dependsOn');
+    expect(await field(t.client.enqueueWorkflow({ nodes: { a: { task: 'a' }, b: { ...bad, dependsOn: ['a'] } } }))).toBe('nodes.b.priority');
     expect(await countJobs()).toBe(before);
   });
 

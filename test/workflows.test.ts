@@ -322,8 +322,7 @@ describe('plain enqueue with dependsOn', () => {
     expect(await jobCount()).toBe(before);
   });
 
-  it('dependsOn with an idempotency key, or not ids: ValidationError', async () => {
-    await expect(t.client.enqueue({ task: 'x', dependsOn: [1], idempotencyKey: 'k' })).rejects.toThrow(/idempotencyKey/);
+  it('dependsOn with something other than job ids: ValidationError', async () => {
     await expect(t.client.enqueue({ task: 'x', dependsOn: ['a' as unknown as number] })).rejects.toThrow(ValidationError);
   });
 
@@ -334,19 +333,58 @@ describe('plain enqueue with dependsOn', () => {
     expect(again).toEqual({ id: first.id, duplicate: true });
   });
 
-  it('a keyed job in a batch that has dependencies, or a keyed workflow node: ValidationError, nothing inserted', async () => {
+  it('a keyed job in a batch that has dependencies is the job with its key, a duplicate; a keyed workflow node: ValidationError', async () => {
     const parent = await t.client.enqueue({ task: 'keyed_parent', idempotencyKey: 'taken-key' });
     const before = await jobCount();
-    // The batch's insert has no ON CONFLICT: a taken key would have failed it with a raw unique violation.
-    const batch = await t.client
-      .enqueueMany([{ task: 'keyed', idempotencyKey: 'taken-key' }, { task: 'child', dependsOn: [parent.id] }])
-      .catch((e) => e);
-    expect(batch).toBeInstanceOf(ValidationError);
-    expect(batch.message).toMatch(/job 0: a job enqueued with dependsOn or in a workflow cannot have an idempotencyKey/);
+    const [keyed, child] = await t.client.enqueueMany([{ task: 'keyed', idempotencyKey: 'taken-key' }, { task: 'child', dependsOn: [parent.id] }]);
+    expect(keyed).toEqual({ id: parent.id, duplicate: true });
+    expect(child.duplicate).toBe(false);
+    expect(await jobCount()).toBe(before + 1);
     const flow = await t.client.enqueueWorkflow({ nodes: { a: { task: 'a', idempotencyKey: 'taken-key' }, b: { task: 'b', dependsOn: ['a'] } } }).catch((e) => e);
     expect(flow).toBeInstanceOf(ValidationError);
-    expect(flow.message).toMatch(/node "a": .*cannot have an idempotencyKey/);
-    expect(await jobCount()).toBe(before);
+    expect(flow.message).toMatch(/node "a": a job in a workflow cannot have an idempotencyKey/);
+    expect(await jobCount()).toBe(before + 1);
+  });
+
+  it('a keyed job with dependsOn enqueued again is a duplicate: one job, one edge, listed once among its dependency\'s dependents', async () => {
+    const parent = await t.client.enqueue({ task: 'keyed_dep_parent', queue: 'idle' });
+    const spec = { task: 'keyed_dep', idempotencyKey: 'keyed-dep', dependsOn: [parent.id] };
+    const first = await t.client.enqueue(spec);
+    expect(first.duplicate).toBe(false);
+    expect(await t.client.enqueue(spec)).toEqual({ id: first.id, duplicate: true });
+    // In one batch: the second with the key is the first; a job without a key is its own.
+    const other = await t.client.enqueue({ task: 'keyed_dep_other', queue: 'idle' });
+    const batch = await t.client.enqueueMany([
+      { task: 'keyed_dep', idempotencyKey: 'keyed-dep-2', dependsOn: [other.id] },
+      { task: 'keyed_dep', idempotencyKey: 'keyed-dep-2', dependsOn: [parent.id] },
+      { task: 'keyed_dep', idempotencyKey: 'keyed-dep', dependsOn: [other.id] },
+      { task: 'unkeyed', dependsOn: [parent.id] },
+    ]);
+    expect(batch.map((result) => result.duplicate)).toEqual([false, true, true, false]);
+    expect(batch[1].id).toBe(batch[0].id);
+    expect(batch[2].id).toBe(first.id);
+    const edges = await t.pool.query(`SELECT job_id, depends_on FROM "${t.schema}".job_deps WHERE job_id = ANY($1) ORDER BY job_id`, [[first.id, batch[0].id]]);
+    expect(edges.rows.map((row) => [Number(row.job_id), Number(row.depends_on)])).toEqual([[first.id, parent.id], [batch[0].id, other.id]]);
+    const dependents = await t.pool.query(`SELECT dependents FROM "${t.schema}".jobs WHERE id = $1`, [parent.id]);
+    expect(dependents.rows[0].dependents.map(Number).sort((a: number, b: number) => a - b)).toEqual([first.id, batch[3].id]);
+  });
+
+  it('10 concurrent enqueues of one keyed job with dependsOn make one job and one edge', async () => {
+    const parent = await t.client.enqueue({ task: 'race_parent', queue: 'idle' });
+    const wide = new pg.Pool({ connectionString: t.url, max: 10 });
+    const racing = createClient({ pool: wide, schema: t.schema });
+    try {
+      await Promise.all(Array.from({ length: 10 }, () => wide.query('SELECT 1')));
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () => racing.enqueue({ task: 'race_child', idempotencyKey: 'race-key', dependsOn: [parent.id] })),
+      );
+      expect(results.filter((result) => !result.duplicate)).toHaveLength(1);
+      expect(new Set(results.map((result) => result.id)).size).toBe(1);
+      const edges = await t.pool.query(`SELECT count(*)::int AS n FROM "${t.schema}".job_deps WHERE depends_on = $1`, [parent.id]);
+      expect(edges.rows[0].n).toBe(1);
+    } finally {
+      await wide.end();
+    }
   });
 });
 

@@ -7,7 +7,8 @@ import { createPool } from './db/pool.js';
 import { inSavepoint, inTransaction } from './db/transaction.js';
 import { databaseNow } from './db/queries/cron-schedules.js';
 import { jobFindByIdempotencyKeys, jobInsertMany, jobInsertOne, type InsertedJob } from './db/queries/jobs.js';
-import { ConfigError, ValidationError, isDeadlock } from './errors.js';
+import { ConfigError, SerializationFailureError, ValidationError, isDeadlock, isUniqueViolation } from './errors.js';
+import { transactionIsolation } from './db/queries/sessions.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES, toInsertRow, type JobInsertRow } from './job-spec.js';
 import * as workflow from './workflow.js';
 import type { DependentJobSpec, EnqueuedWorkflow, WorkflowInfo, WorkflowSpec } from './workflow.js';
@@ -57,7 +58,7 @@ export interface WidaClient {
   /** how many dead jobs match, counted up to `cap` (default 10,000) */
   /** every dead job when no filter is given */
   countDead(filter?: admin.DeadFilter, cap?: number): Promise<number>;
-  replayDead(filter: admin.DeadFilter): Promise<number[]>;
+  replayDead(filter: admin.DeadFilter): Promise<admin.ReplayDeadOutcome>;
   purgeDead(filter: admin.DeadFilter): Promise<number[]>;
   /** Says whether the queue was paused already. */
   pauseQueue(queue: string): Promise<admin.QueuePauseChange>;
@@ -82,8 +83,8 @@ export interface WidaClient {
   close(): Promise<void>;
 }
 
-/** Tries of an enqueue with dependencies that PostgreSQL chose to break a deadlock with. */
-const GRAPH_DEADLOCK_ATTEMPTS = 3;
+/** Tries of an enqueue with dependencies that met a deadlock, or a key taken meanwhile (see `transaction`). */
+const GRAPH_ATTEMPTS = 3;
 
 /** The application's handle on Wida: enqueue jobs and run operator actions. */
 export function createClient(options: ClientOptions = {}): WidaClient {
@@ -110,7 +111,8 @@ export function createClient(options: ClientOptions = {}): WidaClient {
    * Runs `work` in the caller's transaction (under a savepoint) if given, else in one of our own. A deadlock is tried
    * again: a graph's enqueue locks the jobs it attaches dependents to in id order, and a completion of a batch
    * locks its rows and then their dependents, whose ids may fall between the batch's (PostgreSQL fails one side
-   * with 40P01). Rolled back to the savepoint, or in a new transaction, the enqueue holds none of its locks.
+   * with 40P01). Rolled back to the savepoint, or in a new transaction, the enqueue holds none of its locks. So is a
+   * key taken meanwhile (insertKeyedGraph): run again, the look-up finds its job.
    */
   async function transaction<T>(enqueueOptions: EnqueueOptions, work: (tx: SchemaDb) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
@@ -118,15 +120,50 @@ export function createClient(options: ClientOptions = {}): WidaClient {
         if (enqueueOptions.client) return await inSavepoint(enqueueOptions.client, (client) => work(db.on(client)));
         return await inTransaction(pool, (client) => work(db.on(client)));
       } catch (error) {
-        if (!isDeadlock(error) || attempt >= GRAPH_DEADLOCK_ATTEMPTS) throw error;
+        const keyTaken = isUniqueViolation(error) && (error as { constraint?: string }).constraint === 'jobs_idempotency_key';
+        // Run again in the caller's snapshot, the look-up could not see the job that took the key either.
+        if (keyTaken && enqueueOptions.client && (await transactionIsolation(enqueueOptions.client)) !== 'read committed') {
+          throw new SerializationFailureError(
+            "an idempotency key was taken by a transaction that committed after this transaction's snapshot: its job can be " +
+              'neither returned nor written again; retry the transaction',
+            { cause: error },
+          );
+        }
+        if (!(isDeadlock(error) || keyTaken) || attempt >= GRAPH_ATTEMPTS) throw error;
       }
     }
   }
 
   async function enqueueWithDependencies(specs: readonly DependentJobSpec[], enqueueOptions: EnqueueOptions): Promise<EnqueueResult[]> {
     const nodes = workflow.readDependentSpecs(specs, maxPayloadBytes);
-    const ids = await transaction(enqueueOptions, (tx) => workflow.insertGraph(tx, nodes, null));
-    return ids.map((id) => ({ id, duplicate: false }));
+    return transaction(enqueueOptions, (tx) => insertKeyedGraph(tx, nodes));
+  }
+
+  /**
+   * insertGraph for jobs that may carry idempotency keys: a job whose key is taken (by a job that exists, or by an
+   * earlier job of the call) is that job, a duplicate, and neither it nor its edges are written. A key taken by a
+   * transaction that commits meanwhile fails the insert on the unique index (after waiting for that transaction):
+   * `transaction` then runs this again, and the look-up finds it.
+   */
+  async function insertKeyedGraph(tx: SchemaDb, nodes: workflow.GraphNode[]): Promise<EnqueueResult[]> {
+    const keys = [...new Set(nodes.flatMap((node) => (node.row.idempotency_key === undefined ? [] : [node.row.idempotency_key])))];
+    const existing = new Map((keys.length === 0 ? [] : await jobFindByIdempotencyKeys(tx, keys)).map((job) => [job.idempotencyKey!, job.id]));
+    const firstWithKey = new Map<string, workflow.GraphNode>();
+    const toInsert = nodes.filter((node) => {
+      const key = node.row.idempotency_key;
+      if (key === undefined) return true;
+      if (existing.has(key) || firstWithKey.has(key)) return false;
+      firstWithKey.set(key, node);
+      return true;
+    });
+    const ids = toInsert.length === 0 ? [] : await workflow.insertGraph(tx, toInsert, null);
+    const idOf = new Map(toInsert.map((node, i) => [node, ids[i]]));
+    return nodes.map((node) => {
+      const created = idOf.get(node);
+      if (created !== undefined) return { id: created, duplicate: false };
+      const key = node.row.idempotency_key!;
+      return { id: existing.get(key) ?? idOf.get(firstWithKey.get(key)!)!, duplicate: true };
+    });
   }
 
   const hasDependencies = (spec: unknown) =>

@@ -127,9 +127,13 @@ export function checkPayload(payload: unknown, maxPayloadBytes: number, where = 
   }
 }
 
-/** Validates one job spec; throws a ValidationError naming the field and what was expected. */
+/**
+ * Validates one job spec; throws a ValidationError naming the field and what was expected. The `position` of a
+ * job in a batch leads the message ("job 2: ...") and the error's field ("2.priority"), its path in the input.
+ */
 export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: number): JobInsertRow {
   const where = position === undefined ? '' : `job ${position}: `;
+  const path = position === undefined ? '' : `${position}.`;
   const parsed = jobSpecSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -137,11 +141,16 @@ export function toInsertRow(input: unknown, maxPayloadBytes: number, position?: 
     const message = issue.code === 'unrecognized_keys'
       ? `unknown field ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected ${issue.path[0] === 'backoff' ? BACKOFF_FIELDS : SPEC_FIELDS}`
       : issue.message;
-    throw new ValidationError(field, `${where}invalid ${field}: ${message}`);
+    throw new ValidationError(path + field, `${where}invalid ${field}: ${message}`);
   }
   const spec = parsed.data;
   const payload = spec.payload === undefined ? null : spec.payload;
-  checkPayload(payload, maxPayloadBytes, where);
+  try {
+    checkPayload(payload, maxPayloadBytes, where);
+  } catch (error) {
+    if (error instanceof ValidationError && path) throw new ValidationError(path + error.field, error.message);
+    throw error;
+  }
   const row: JobInsertRow = { task: spec.task, payload };
   if (spec.queue !== undefined && spec.queue !== JOB_DEFAULTS.queue) row.queue = spec.queue;
   if (spec.priority !== undefined) row.priority = priorityToNumber(spec.priority);

@@ -30,38 +30,43 @@ export interface EnqueuedWorkflow {
 
 export const MAX_WORKFLOW_NODES = 10_000;
 
-interface GraphNode {
+export interface GraphNode {
   name: string;
   /** how errors name it: `node "a"` in a workflow, `job 2` (or `job` alone) in a batch */
   label: string;
+  /** where the node is in the call's input, as a ValidationError's field starts: '', '2.', 'nodes.a.' */
+  path: string;
   row: ReturnType<typeof toInsertRow>;
   dependsOn: Dependency[];
 }
 
-/** Splits dependsOn off a spec and validates the rest as a job spec; errors name the node. */
-function readNode(name: string, spec: unknown, maxPayloadBytes: number, label: string): GraphNode {
+/**
+ * Splits dependsOn off a spec and validates the rest as a job spec. Messages name the node by `label`; a
+ * ValidationError's field is the path in the call's input (`path` + the field), as for jobs without dependencies.
+ */
+function readNode(name: string, spec: unknown, maxPayloadBytes: number, label: string, path: string, keysAllowed = false): GraphNode {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
-    throw new ValidationError(label, `${label}: expected a job spec object`);
+    throw new ValidationError(path.slice(0, -1) || 'job', `${label}: expected a job spec object`);
   }
   const { dependsOn, ...jobSpec } = spec as WorkflowNodeSpec;
   if (dependsOn !== undefined && !Array.isArray(dependsOn)) {
-    throw new ValidationError(`${label}.dependsOn`, `${label}: dependsOn must be an array of node names or job ids`);
+    throw new ValidationError(`${path}dependsOn`, `${label}: dependsOn must be an array of node names or job ids`);
   }
-  // The graph's insert has no ON CONFLICT: a key already taken would fail the whole graph with a raw error.
-  if (jobSpec.idempotencyKey !== undefined) {
+  // A workflow's node with a key taken would have to be another workflow's job (or none's): not supported.
+  if (jobSpec.idempotencyKey !== undefined && !keysAllowed) {
     throw new ValidationError(
-      `${label}.idempotencyKey`,
-      `${label}: a job enqueued with dependsOn or in a workflow cannot have an idempotencyKey (not supported yet); enqueue keyed jobs on their own`,
+      `${path}idempotencyKey`,
+      `${label}: a job in a workflow cannot have an idempotencyKey (not supported yet); enqueue keyed jobs with dependsOn instead`,
     );
   }
   let row;
   try {
     row = toInsertRow(jobSpec, maxPayloadBytes);
   } catch (error) {
-    if (error instanceof ValidationError) throw new ValidationError(`${label}.${error.field}`, `${label}: ${error.message}`);
+    if (error instanceof ValidationError) throw new ValidationError(`${path}${error.field}`, `${label}: ${error.message}`);
     throw error;
   }
-  return { name, label, row, dependsOn: [...new Set(dependsOn ?? [])] };
+  return { name, label, path, row, dependsOn: [...new Set(dependsOn ?? [])] };
 }
 
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
@@ -89,7 +94,7 @@ export function readWorkflow(spec: WorkflowSpec, maxPayloadBytes: number): { nam
     if (CONTROL_CHARACTER.test(nodeName)) {
       throw new ValidationError('nodes', `node name ${JSON.stringify(nodeName)} has a control character (a line break, tab, ...); expected printable text`);
     }
-    return readNode(nodeName, nodeSpec, maxPayloadBytes, `node "${nodeName}"`);
+    return readNode(nodeName, nodeSpec, maxPayloadBytes, `node "${nodeName}"`, `nodes.${nodeName}.`);
   });
   validateDag(nodes);
   // Inserted dependencies first, so every dependent gets a higher id than the nodes it waits for. A completion locks
@@ -101,11 +106,14 @@ export function readWorkflow(spec: WorkflowSpec, maxPayloadBytes: number): { nam
 
 /** Validates plain job specs that may carry dependsOn (job ids only). */
 export function readDependentSpecs(specs: readonly unknown[], maxPayloadBytes: number): GraphNode[] {
-  const nodes = specs.map((spec, i) => readNode(String(i), spec, maxPayloadBytes, specs.length > 1 ? `job ${i}` : 'job'));
+  // As for a batch without dependencies: positions only in a batch of more than one.
+  const nodes = specs.map((spec, i) =>
+    specs.length > 1 ? readNode(String(i), spec, maxPayloadBytes, `job ${i}`, `${i}.`, true) : readNode(String(i), spec, maxPayloadBytes, 'job', '', true),
+  );
   for (const node of nodes) {
     const bad = node.dependsOn.find((d) => typeof d !== 'number' || !Number.isSafeInteger(d) || d < 1);
     if (bad !== undefined) {
-      throw new ValidationError('dependsOn', `dependsOn takes existing job ids (positive whole numbers); got ${JSON.stringify(bad)}`);
+      throw new ValidationError(`${node.path}dependsOn`, `dependsOn takes existing job ids (positive whole numbers); got ${JSON.stringify(bad)}`);
     }
   }
   return nodes;
@@ -131,7 +139,7 @@ export async function insertGraph(db: SchemaDb, nodes: readonly GraphNode[], wor
   nodes.forEach((node) => {
     const own = node.dependsOn.find((dependency) => typeof dependency === 'number' && created.has(dependency));
     if (own !== undefined) {
-      throw new ValidationError('dependsOn', `${describe(node)} depends on job ${own}, which this same call creates; name it by its node name in a workflow, or enqueue it first`);
+      throw new ValidationError(`${node.path}dependsOn`, `${describe(node)} depends on job ${own}, which this same call creates; name it by its node name in a workflow, or enqueue it first`);
     }
   });
   const idByName = new Map(nodes.map((node, i) => [node.name, ids[i]]));
