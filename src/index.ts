@@ -2,7 +2,7 @@ export { createClient, type WidaClient, type ClientOptions, type EnqueueOptions,
 export type { JobSpec } from './shared/job-spec.js';
 export type { DependentJobSpec, WorkflowSpec, WorkflowNodeSpec, EnqueuedWorkflow, WorkflowInfo, WorkflowNodeInfo } from './shared/workflow.js';
 export type { JobRow, AttemptLogEntry, JobListFilter, DeadFilter } from './shared/db/queries/jobs-admin.js';
-export type { RunAgainOutcome } from './shared/admin.js';
+export type { RunAgainOutcome, ReplayDeadOutcome, RestoredDependent, WaitingJob, QueuePauseChange } from './shared/admin.js';
 export { createAgent, type Agent, type AgentOptions } from './agent/agent.js';
 export type { Handler, Handlers, JobContext, JobInfo, Executor } from './agent/worker/executors/executor.js';
 export { PermanentFailure, Snooze, failPermanently, snooze } from './shared/handler-signals.js';

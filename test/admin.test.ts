@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { JobContext } from '../src/agent/worker/executors/executor.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { agentHeartbeat } from '../src/shared/db/queries/agents.js';
 import { notifyControl } from '../src/shared/db/queries/notifications.js';
 import { InvalidJobStateError, JobNotFoundError, ValidationError } from '../src/shared/errors.js';
 import type { JobState } from '../src/shared/job-state.js';
@@ -364,13 +365,13 @@ describe('dead letter queue', () => {
 
   it('replayDead by queue, by task and by ids replays only matching dead jobs', async () => {
     const [a1, a2, b1, b2, completed, pending] = await seedDead();
-    expect((await t.client.replayDead({ queue: 'dlq_a' })).sort()).toEqual([a1, a2].sort());
+    expect((await t.client.replayDead({ queue: 'dlq_a' })).replayed.sort()).toEqual([a1, a2].sort());
     expect(await states([a1, a2, b1, b2, completed, pending])).toEqual(['pending', 'pending', 'dead', 'dead', 'completed', 'pending']);
-    expect(await t.client.replayDead({ task: 'dlq_t2' })).toEqual([b2]);
-    expect(await t.client.replayDead({ ids: [b1, completed, pending] })).toEqual([b1]);
+    expect((await t.client.replayDead({ task: 'dlq_t2' })).replayed).toEqual([b2]);
+    expect((await t.client.replayDead({ ids: [b1, completed, pending] })).replayed).toEqual([b1]);
     expect(await states([b1, b2, completed])).toEqual(['pending', 'pending', 'completed']);
     expect((await t.client.getJob(b1)).replayCount).toBe(1);
-    expect(await t.client.replayDead({ ids: [] })).toEqual([]);
+    expect(await t.client.replayDead({ ids: [] })).toEqual({ replayed: [], waiting: [], restoredDependents: [] });
   });
 
   it('purgeDead by queue and task, and by ids, deletes only matching dead jobs', async () => {
@@ -514,5 +515,33 @@ describe('paused queues', () => {
     release.resolve();
     await waitFor('the started job to complete', async () => (await t.client.getJob(jobs.find((_, i) => `j${i + 1}` === started[0])!.id)).state === 'completed');
     expect(started).toHaveLength(1);
+  });
+});
+
+describe('pause and resume say when the queue looks like a typo', () => {
+  it('pausing a queue nothing uses is kept, and said to be unknown; a job, an agent naming it or a cron schedule makes it known', async () => {
+    expect(await t.client.pauseQueue('typo_never_used')).toEqual({ wasPaused: false, unknown: true });
+    expect((await t.client.listQueues()).find((queue) => queue.name === 'typo_never_used')).toMatchObject({ paused: true });
+    expect(await t.client.pauseQueue('typo_never_used')).toEqual({ wasPaused: true, unknown: true });
+
+    await insertJob(t.pool, t.schema, { queue: 'typo_has_job', state: 'completed' });
+    expect(await t.client.pauseQueue('typo_has_job')).toEqual({ wasPaused: false, unknown: false });
+
+    const agent = { host: 'box', pid: 1, version: '0.1.0', concurrency: 1, heartbeatIntervalMs: 5_000 };
+    await agentHeartbeat(t.db, { ...agent, id: 'typo-every-queue', queues: null }, 'running'); // serves every queue, names none
+    expect((await t.client.pauseQueue('typo_served')).unknown).toBe(true);
+    await agentHeartbeat(t.db, { ...agent, id: 'typo-named', queues: ['other', 'typo_served'] }, 'running');
+    expect((await t.client.pauseQueue('typo_served')).unknown).toBe(false);
+
+    await t.client.addCronSchedule({ name: 'typo-cron', expression: '0 9 * * *', task: 'report', queue: 'typo_cron' });
+    expect(await t.client.pauseQueue('typo_cron')).toEqual({ wasPaused: false, unknown: false });
+  });
+
+  it('resuming a queue that was not paused says so, and whether anything uses it', async () => {
+    expect(await t.client.resumeQueue('typo_resume_never')).toEqual({ wasPaused: false, unknown: true });
+    await insertJob(t.pool, t.schema, { queue: 'typo_resume_job', state: 'pending' });
+    expect(await t.client.resumeQueue('typo_resume_job')).toEqual({ wasPaused: false, unknown: false });
+    await t.client.pauseQueue('typo_resume_job');
+    expect(await t.client.resumeQueue('typo_resume_job')).toEqual({ wasPaused: true, unknown: false });
   });
 });

@@ -1,11 +1,11 @@
 import type { Argv } from 'yargs';
-import type { DeadFilter, RunAgainOutcome } from '../../shared/admin.js';
+import { type DeadFilter, type RestoredDependent, type RunAgainOutcome, type WaitingJob } from '../../shared/admin.js';
 import type { WidaClient } from '../../shared/client.js';
 import { RefusedError, UsageError, withClient, type CommonFlags } from '../context.js';
 import { confirm } from '../confirm.js';
 import { print, printJson } from '../format.js';
 import { readBeforeId, readJobIds, readLimit, readSince } from '../input.js';
-import { applyEach, printDone, reportFailures } from './job-actions.js';
+import { applyEach, describeRestored, describeWaiting, printDone, reportFailures } from './job-actions.js';
 import { printJobDetail, printJobTable } from './jobs.js';
 
 interface FilterFlags {
@@ -36,7 +36,14 @@ interface BulkAction {
   describe: string;
   /** replay says where the job went (it may wait for its dependencies); purge returns nothing */
   one: (client: WidaClient, id: number) => Promise<RunAgainOutcome | void>;
-  many: (client: WidaClient, filter: DeadFilter) => Promise<number[]>;
+  many: (client: WidaClient, filter: DeadFilter) => Promise<BulkOutcome>;
+}
+
+/** What a bulk action did; a replay also says which jobs wait for dependencies, and which dependents came back. */
+interface BulkOutcome {
+  done: number[];
+  waiting?: WaitingJob[];
+  restoredDependents?: RestoredDependent[];
 }
 
 const REPLAY: BulkAction = {
@@ -44,7 +51,10 @@ const REPLAY: BulkAction = {
   pastTense: 'replayed',
   describe: 'put dead jobs back to pending with a fresh attempt budget (their history stays)',
   one: (client, id) => client.replayJob(id),
-  many: (client, filter) => client.replayDead(filter),
+  many: async (client, filter) => {
+    const { replayed, waiting, restoredDependents } = await client.replayDead(filter);
+    return { done: replayed, waiting, restoredDependents };
+  },
 };
 
 const PURGE: BulkAction = {
@@ -59,7 +69,7 @@ const PURGE: BulkAction = {
       throw new RefusedError(`job ${id} is ${job.state}, not dead; only dead jobs can be purged (${instead})`);
     }
   },
-  many: (client, filter) => client.purgeDead(filter),
+  many: async (client, filter) => ({ done: await client.purgeDead(filter) }),
 };
 
 function bulkCommand(yargs: Argv<CommonFlags>, action: BulkAction) {
@@ -93,9 +103,11 @@ function bulkCommand(yargs: Argv<CommonFlags>, action: BulkAction) {
         const count = matching > 10_000 ? 'more than 10000' : String(matching);
         const question = `${action.name} ${count} dead job${matching === 1 ? '' : 's'}${describeFilter(argv)}?`;
         if (!(await confirm(question, argv.yes))) throw new RefusedError(`not confirmed; nothing was ${action.pastTense}`);
-        const done = await action.many(client, filter);
-        if (argv.json) return printJson({ [action.pastTense]: done });
+        const { done, waiting, restoredDependents } = await action.many(client, filter);
+        if (argv.json) return printJson({ [action.pastTense]: done, ...(waiting && { waiting }), ...(restoredDependents && { restored: restoredDependents }) });
         print(`${action.pastTense} ${done.length} dead job${done.length === 1 ? '' : 's'}${describeFilter(argv)}`);
+        for (const job of waiting ?? []) print(`job ${job.id}: ${describeWaiting(job)}`);
+        if (restoredDependents && restoredDependents.length > 0) print(describeRestored(restoredDependents, 'their'));
       });
     },
   );

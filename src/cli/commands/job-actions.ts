@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import type { RunAgainOutcome } from '../../shared/admin.js';
+import type { RestoredDependent, RunAgainOutcome, WaitingJob } from '../../shared/admin.js';
 import type { WidaClient } from '../../shared/client.js';
 import { InvalidJobStateError, WidaError } from '../../shared/errors.js';
 import { withClient, type CommonFlags } from '../context.js';
@@ -86,38 +86,48 @@ export function jobActionCommands(yargs: Argv<CommonFlags>) {
   return result;
 }
 
-/** A retried or replayed job that waits for its dependencies instead of running. */
-export interface WaitingJob {
+export type { WaitingJob };
+
+/** The dependents a retry or replay of job `id` brought back (its cancel had cancelled them). */
+export interface RestoredBy {
   id: number;
-  pendingDeps: number;
-  blockedReason: string | null;
+  dependents: RestoredDependent[];
 }
 
 export interface EachOutcome {
   done: number[];
   /** those of `done` that a retry or replay left waiting */
   waiting: WaitingJob[];
+  /** per job retried or replayed, the dependents it brought back (only jobs that brought back some) */
+  restored: RestoredBy[];
   failed: { id: number; code: string; error: string }[];
 }
 
 /**
  * Applies `act` to each id in turn; refusals (typed Wida errors) are collected, anything else is thrown. A refusal
- * `doneBefore` says this command itself brought about counts as done.
+ * `doneBefore` says this command itself brought about counts as done, and so does one of a job an earlier id of
+ * this command brought back (`wida retry 17 18`, where 18 was cancelled by 17's cancel: it waits again already).
  */
 export async function applyEach(
   ids: readonly number[],
   act: (id: number) => Promise<RunAgainOutcome | void>,
   doneBefore?: (error: WidaError, done: readonly number[]) => Promise<boolean>,
 ): Promise<EachOutcome> {
-  const outcome: EachOutcome = { done: [], waiting: [], failed: [] };
+  const outcome: EachOutcome = { done: [], waiting: [], restored: [], failed: [] };
+  const broughtBack = new Set<number>();
   for (const id of ids) {
     try {
       const result = await act(id);
       outcome.done.push(id);
       if (result?.state === 'waiting') outcome.waiting.push({ id, pendingDeps: result.pendingDeps, blockedReason: result.blockedReason });
+      if (result && result.restoredDependents.length > 0) {
+        outcome.restored.push({ id, dependents: result.restoredDependents });
+        for (const dependent of result.restoredDependents) broughtBack.add(dependent.id);
+      }
     } catch (error) {
       if (!(error instanceof WidaError)) throw error;
-      if (doneBefore && (await doneBefore(error, outcome.done))) outcome.done.push(id);
+      const cameBack = error instanceof InvalidJobStateError && broughtBack.has(id);
+      if (cameBack || (doneBefore && (await doneBefore(error, outcome.done)))) outcome.done.push(id);
       else outcome.failed.push({ id, code: error.code, error: error.message });
     }
   }
@@ -127,23 +137,39 @@ export async function applyEach(
 /**
  * What a per-id action did: a line per job, or JSON. Retry and replay (`runsAgain`) say which jobs wait for
  * their dependencies instead of running: "retried job 43: waiting for 1 dependency (blocked: job 42 is
- * cancelled)", and `waiting` in JSON.
+ * cancelled)", and `waiting` in JSON; and which dependents came back with a job: "retried job 42; brought back 2
+ * dependents its cancel had cancelled: 43, 44", and `restored` in JSON.
  */
 export function printDone(flags: { json?: boolean }, pastTense: string, outcome: EachOutcome, { runsAgain = false } = {}): void {
   if (flags.json) {
-    printJson({ [pastTense]: outcome.done, ...(runsAgain ? { waiting: outcome.waiting } : {}), failed: outcome.failed });
+    printJson({ [pastTense]: outcome.done, ...(runsAgain ? { waiting: outcome.waiting, restored: outcome.restored } : {}), failed: outcome.failed });
     return;
   }
   const waiting = new Map(outcome.waiting.map((job) => [job.id, job]));
+  const restored = new Map(outcome.restored.map((job) => [job.id, job.dependents]));
+  // A job named after one that brought it back was not acted on itself (its own action was refused: it waits again).
+  const broughtBackBy = new Map(outcome.restored.flatMap(({ id, dependents }) => dependents.map((dependent) => [dependent.id, { by: id, dependent }] as const)));
   for (const id of outcome.done) {
+    const back = broughtBackBy.get(id);
+    if (back) {
+      print(`job ${id} came back with job ${back.by}${back.dependent.state === 'waiting' ? `: ${describeWaiting(back.dependent)}` : ''}`);
+      continue;
+    }
     const job = waiting.get(id);
-    print(job ? `${pastTense} job ${id}: ${describeWaiting(job)}` : `${pastTense} job ${id}`);
+    const dependents = restored.get(id);
+    print(`${pastTense} job ${id}${job ? `: ${describeWaiting(job)}` : ''}${dependents ? `; ${describeRestored(dependents, 'its')}` : ''}`);
   }
 }
 
-function describeWaiting(job: WaitingJob): string {
+export function describeWaiting(job: WaitingJob): string {
   const count = `${job.pendingDeps} ${job.pendingDeps === 1 ? 'dependency' : 'dependencies'}`;
   return `waiting for ${count}${job.blockedReason ? ` (${job.blockedReason})` : ''}`;
+}
+
+/** "brought back 2 dependents its cancel had cancelled: 43, 44" (`whose`: its, or their for a bulk replay) */
+export function describeRestored(dependents: readonly RestoredDependent[], whose: 'its' | 'their'): string {
+  const count = `${dependents.length} ${dependents.length === 1 ? 'dependent' : 'dependents'}`;
+  return `brought back ${count} ${whose} cancel had cancelled: ${dependents.map((dependent) => dependent.id).join(', ')}`;
 }
 
 /** One line per refusal on stderr, and exit status 1 if there was any. */

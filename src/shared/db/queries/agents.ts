@@ -76,3 +76,12 @@ const DELETE_STALE = statement(
 export async function agentDeleteStale(db: SchemaDb, olderThanMs: number, now?: Date): Promise<number> {
   return db.rowCount(DELETE_STALE, [olderThanMs, now ?? null]);
 }
+
+// An agent serving every queue has queues null and does not count: it names none.
+const NAME_QUEUE = statement('agent_names_queue', `SELECT EXISTS (SELECT 1 FROM @.agents WHERE $1 = ANY(queues)) AS named`);
+
+/** Whether some agent (running or not, while its row is kept) lists the queue among those it serves. */
+export async function agentNamesQueue(db: SchemaDb, queue: string): Promise<boolean> {
+  const [row] = await db.rows(NAME_QUEUE, [queue]);
+  return row.named === true;
+}

@@ -218,3 +218,11 @@ export async function databaseNow(db: SchemaDb): Promise<Date> {
   const [row] = await db.rows(NOW);
   return row.now;
 }
+
+const NAME_QUEUE = statement('cron_schedule_names_queue', `SELECT EXISTS (SELECT 1 FROM @.cron_schedules WHERE queue = $1) AS named`);
+
+/** Whether some cron schedule enqueues to the queue. */
+export async function cronScheduleNamesQueue(db: SchemaDb, queue: string): Promise<boolean> {
+  const [row] = await db.rows(NAME_QUEUE, [queue]);
+  return row.named === true;
+}

@@ -209,6 +209,26 @@ function cascade(verb: 'cancelled' | 'dropped', ids: string): SideEffect {
   return { name: 'cascaded', cte: `cascaded AS (SELECT @.cancel_dependents(ARRAY(${ids}), '${verb}') AS n)` };
 }
 
+/*
+ * A dependent that an earlier cascade cancelled, and that loses its edge to a job deleted now (dropped, purged), gets
+ * the deleted job in its reason instead: a retry of the cascade's root brings back only jobs whose reason says "was
+ * cancelled" (jobLockRestorableDependents), and this one would otherwise come back without the dependency it lost.
+ * Read in the statement's snapshot, where the edges are still there whatever order the CTEs run in.
+ */
+function markDependentsOfDeleted(ids: string): SideEffect {
+  return {
+    name: 'marked',
+    cte: `marking AS (
+       UPDATE @.jobs AS w SET last_error = 'cancelled: dependency job ' || d.depends_on || ' was dropped'
+         FROM @.job_deps AS d
+        WHERE d.depends_on = ANY(ARRAY(${ids})) AND w.id = d.job_id AND w.state = 'cancelled'
+          AND w.last_error LIKE ${CASCADE_REASON_PATTERN}
+       RETURNING w.id
+     ),
+     marked AS (SELECT count(*) AS n FROM marking)`,
+  };
+}
+
 // After the cascade (which reads the edges: `FROM cascaded` orders the two), in a fresh snapshot too.
 function deleteEdges(ids: string): SideEffect {
   return { name: 'edges', cte: `edges AS (SELECT @.delete_edges(ARRAY(${ids})) AS n FROM cascaded)` };
@@ -226,12 +246,13 @@ const UNBLOCK: SideEffect = { name: 'unblocked', cte: `unblocked AS (SELECT @.un
  * committed by then, and one that starts later waits for our commit and then finds us waiting. This
  * statement runs after the lock in the same transaction, so its snapshot holds the final states.
  */
-const RECHECK = `LATERAL (
+const recheck = (jobId: string) => `LATERAL (
        SELECT count(*) FILTER (WHERE p.state <> 'completed')::integer AS unmet,
               (array_agg('blocked: job ' || p.id || ' is ' || p.state ORDER BY p.id)
                  FILTER (WHERE p.state IN ('dead', 'cancelled')))[1] AS reason
          FROM @.job_deps d JOIN @.jobs p ON p.id = d.depends_on
-        WHERE d.job_id = t.id) AS u`;
+        WHERE d.job_id = ${jobId}) AS u`;
+const RECHECK = recheck('t.id');
 // The lease columns too, though the allowed states have none: the UPDATE starts from its snapshot's version of the
 // row, and when the job went dead or cancelled from running meanwhile (its lock taken by `target` after that),
 // the CHECKs are evaluated on that old version's lease before the row is read again.
@@ -261,14 +282,24 @@ const RETRY = action(
   [UNBLOCK],
 );
 
+/** What cancel_dependents writes to last_error (migration 0004), as a LIKE pattern; and the one a retry undoes. */
+const CASCADE_REASON_PATTERN = `'cancelled: dependency job % was %'`;
+const RESTORABLE_REASON_PATTERN = `'cancelled: dependency job % was cancelled'`;
+
+// A cascade's reason left by an earlier cascade (the job was retried by itself since) is replaced: this job is now
+// cancelled by an operator, and a retry of that dependency must not bring it back (jobRestoreDependents). For the
+// same reason a job a cancel's cascade cancelled may be cancelled again: only its reason changes, and it stays
+// cancelled. (One a drop's cascade cancelled can come back only by its own retry: cancelling it again is refused.)
 const CANCEL = action(
   'job_cancel',
   `UPDATE @.jobs AS j
-      SET state = 'cancelled', finished_at = now(), lease_expires_at = NULL, claimed_by = NULL, blocked_reason = NULL,
+      SET state = 'cancelled', finished_at = coalesce(j.finished_at, now()), lease_expires_at = NULL, claimed_by = NULL, blocked_reason = NULL,
+          last_error = CASE WHEN j.last_error LIKE ${CASCADE_REASON_PATTERN} THEN 'cancelled by an operator' ELSE j.last_error END,
           attempt_log = CASE WHEN t.state = 'running' THEN j.attempt_log || jsonb_build_object(
             'attempt', j.attempt, 'agent', j.claimed_by, 'started_at', j.started_at, 'finished_at', now(),
             'outcome', 'cancelled', 'error', 'cancelled by an operator') ELSE j.attempt_log END
-     FROM target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
+     FROM target t
+    WHERE j.id = t.id AND (t.state = ANY($2::text[]) OR (t.state = 'cancelled' AND j.last_error LIKE ${RESTORABLE_REASON_PATTERN}))`,
   [cascade('cancelled', 'SELECT id FROM changed')],
 );
 
@@ -276,7 +307,11 @@ const CANCEL = action(
 const DROP = action(
   'job_drop',
   `DELETE FROM @.jobs AS j USING target t WHERE j.id = t.id AND t.state = ANY($2::text[])`,
-  [cascade('dropped', `SELECT c.id FROM changed c, target t WHERE t.state <> 'completed'`), deleteEdges('SELECT id FROM changed')],
+  [
+    cascade('dropped', `SELECT c.id FROM changed c, target t WHERE t.state <> 'completed'`),
+    markDependentsOfDeleted(`SELECT c.id FROM changed c, target t WHERE t.state <> 'completed'`),
+    deleteEdges('SELECT id FROM changed'),
+  ],
 );
 
 const REPLAY = action(
@@ -289,6 +324,84 @@ const REPLAY = action(
 );
 
 const ACTIONS = { retry: RETRY, cancel: CANCEL, drop: DROP, replay: REPLAY };
+
+/*
+ * Bringing back the dependents a cancel cascaded to, when the job whose cancel it was runs again (retry, replay).
+ * cancel_dependents (migration 0004) leaves its mark in last_error only: "cancelled: dependency job N was
+ * cancelled", N being the dependency whose cancel reached the job (a drop says "was dropped" at its first level,
+ * and a job dropped cannot run again). An operator's cancel never writes that text (CANCEL replaces an old one),
+ * so the reason tells the two apart. A dependent comes back when
+ *   - its reason names a dependency of its own (an edge in job_deps) that is neither cancelled nor dead now: the
+ *     job just run again, or one run again earlier while another dependency kept this one cancelled; and
+ *   - none of its dependencies is cancelled now: had it been waiting, that cancel would have cascaded to it (and
+ *     an enqueue refuses a cancelled dependency).
+ * It comes back as an enqueue would have left it: waiting for its dependencies not completed (blocked by a dead
+ * one), or pending when none is left; its reason moves from last_error to an attempt log entry ("restored").
+ * Level by level, like the cascade: the jobs brought back are the next level's roots.
+ *
+ * The race is the retry's (see RECHECK): a dependency completing meanwhile releases only a waiting job, and ours
+ * is still cancelled until we write it. So jobLockRestorableDependents first finds the candidates and locks all
+ * their dependencies FOR SHARE in id order (dependency before dependent, as a completion); jobRestoreDependents
+ * then runs as a new statement of the same transaction, whose snapshot holds their final states, and re-checks
+ * each candidate there. A candidate gains no dependency meanwhile (edges are written by the dependent's enqueue).
+ */
+const LOCK_RESTORABLE_DEPENDENTS = statement(
+  'job_lock_restorable_dependents',
+  `WITH candidate AS (
+     SELECT DISTINCT w.id FROM @.job_deps d JOIN @.jobs w ON w.id = d.job_id
+      WHERE d.depends_on = ANY($1::bigint[]) AND w.state = 'cancelled' AND w.last_error LIKE ${RESTORABLE_REASON_PATTERN}
+   ),
+   locked AS (
+     SELECT p.id FROM @.jobs p
+      WHERE p.id = ANY(ARRAY(SELECT o.depends_on FROM @.job_deps o WHERE o.job_id IN (SELECT id FROM candidate)))
+      ORDER BY p.id FOR SHARE
+   )
+   SELECT coalesce((SELECT array_agg(id ORDER BY id) FROM candidate), '{}') AS ids, (SELECT count(*) FROM locked) AS locked`,
+);
+
+/**
+ * The cancelled dependents of `ids` that a cancel cascade may have cancelled, with every dependency of theirs
+ * locked FOR SHARE; pass them to jobRestoreDependents in the same transaction.
+ */
+export async function jobLockRestorableDependents(db: SchemaDb, ids: readonly number[]): Promise<number[]> {
+  const [row] = await db.rows(LOCK_RESTORABLE_DEPENDENTS, [ids]);
+  return (row.ids as string[]).map(Number);
+}
+
+const RESTORE_DEPENDENTS = statement(
+  'job_restore_dependents',
+  `WITH restorable AS (
+     SELECT w.id FROM @.jobs w
+      WHERE w.id = ANY($1::bigint[]) AND w.state = 'cancelled'
+        AND EXISTS (SELECT 1 FROM @.job_deps c JOIN @.jobs n ON n.id = c.depends_on
+                     WHERE c.job_id = w.id AND w.last_error = 'cancelled: dependency job ' || c.depends_on || ' was cancelled'
+                       AND n.state NOT IN ('cancelled', 'dead'))
+        AND NOT EXISTS (SELECT 1 FROM @.job_deps o JOIN @.jobs p ON p.id = o.depends_on WHERE o.job_id = w.id AND p.state = 'cancelled')
+   ),
+   restored AS (
+     UPDATE @.jobs AS j
+        SET state = CASE WHEN u.unmet > 0 THEN 'waiting' ELSE 'pending' END, pending_deps = u.unmet, blocked_reason = u.reason,
+            run_at = CASE WHEN u.unmet > 0 THEN j.run_at ELSE greatest(j.run_at, now()) END, finished_at = NULL, last_error = NULL,
+            attempt_log = j.attempt_log || jsonb_build_object('outcome', 'restored', 'at', now(), 'error', j.last_error)
+       FROM restorable r, ${recheck('r.id')} WHERE j.id = r.id AND j.state = 'cancelled'
+     RETURNING j.id, j.state, j.pending_deps, j.blocked_reason, j.queue
+   ),
+   unblocked AS (SELECT @.unblock_dependents(ARRAY(SELECT id FROM restored)) AS n)
+   SELECT restored.* FROM restored LEFT JOIN unblocked ON true ORDER BY restored.id`,
+);
+
+/** A dependent brought back, and the queue to wake when it is pending. */
+export interface RestoredRow extends RunAgainRow {
+  queue: string;
+}
+
+/**
+ * Brings back those of `candidates` (from jobLockRestorableDependents, same transaction) that the cascade of a
+ * job now run again had cancelled (see above); they no longer block their own waiting dependents.
+ */
+export async function jobRestoreDependents(db: SchemaDb, candidates: readonly number[]): Promise<RestoredRow[]> {
+  return (await db.rows(RESTORE_DEPENDENTS, [candidates])).map((row) => ({ ...toRunAgainRow(row), queue: row.queue }));
+}
 
 /**
  * Applies an operator action to one job if its state allows; undefined when the job does not exist. Run
@@ -345,10 +458,10 @@ const REPLAY_DEAD = statement(
         SET ${RUN_AGAIN}, attempt = 0, replay_count = j.replay_count + 1,
             attempt_log = j.attempt_log || jsonb_build_object('outcome', 'replayed', 'at', now())
        FROM target t, ${RECHECK} WHERE j.id = t.id
-     RETURNING j.id
+     RETURNING j.id, j.state, j.pending_deps, j.blocked_reason
    ),
    ${UNBLOCK.cte}
-   SELECT changed.id FROM changed LEFT JOIN unblocked ON true`,
+   SELECT changed.* FROM changed LEFT JOIN unblocked ON true ORDER BY changed.id`,
 );
 
 // Purging is dropping: the waiting dependents of the purged jobs are cancelled transitively, as by drop. Both bulk
@@ -358,8 +471,9 @@ const PURGE_DEAD = statement(
   `WITH target AS (SELECT id FROM @.jobs WHERE ${DEAD_MATCH} ORDER BY id FOR UPDATE),
    changed AS (DELETE FROM @.jobs AS j USING target t WHERE j.id = t.id RETURNING j.id),
    ${cascade('dropped', 'SELECT id FROM changed').cte},
+   ${markDependentsOfDeleted('SELECT id FROM changed').cte},
    ${deleteEdges('SELECT id FROM changed').cte}
-   SELECT changed.id FROM changed LEFT JOIN edges ON true`,
+   SELECT changed.id FROM changed LEFT JOIN marked ON true LEFT JOIN edges ON true`,
 );
 
 function deadParams(filter: DeadFilter): unknown[] {
@@ -374,9 +488,23 @@ export async function jobCountDead(db: SchemaDb, filter: DeadFilter, cap: number
   return row.n;
 }
 
-/** Replays every dead job matching the filter; returns their ids. Run jobLockDependenciesOfDead first. */
-export async function jobReplayDead(db: SchemaDb, filter: DeadFilter): Promise<number[]> {
-  return (await db.rows(REPLAY_DEAD, deadParams(filter))).map((row) => Number(row.id));
+/** Where a job that was run again (or brought back) went: pending, or waiting for the dependencies it counts. */
+export interface RunAgainRow {
+  id: number;
+  state: 'pending' | 'waiting';
+  /** dependencies not completed; 0 when pending */
+  pendingDeps: number;
+  /** e.g. "blocked: job 42 is dead" while a dependency is dead or cancelled */
+  blockedReason: string | null;
+}
+
+function toRunAgainRow(row: any): RunAgainRow {
+  return { id: Number(row.id), state: row.state, pendingDeps: row.pending_deps, blockedReason: row.blocked_reason ?? null };
+}
+
+/** Replays every dead job matching the filter; returns where each went, by id. Run jobLockDependenciesOfDead first. */
+export async function jobReplayDead(db: SchemaDb, filter: DeadFilter): Promise<RunAgainRow[]> {
+  return (await db.rows(REPLAY_DEAD, deadParams(filter))).map(toRunAgainRow);
 }
 
 /** Deletes every dead job matching the filter; returns their ids. */

@@ -365,3 +365,12 @@ const ANALYZE_JOBS = statement('job_analyze', 'ANALYZE (SKIP_LOCKED) @.jobs');
 export async function jobAnalyze(db: SchemaDb): Promise<void> {
   await db.rows(ANALYZE_JOBS);
 }
+
+// jobs has no index on queue: for a queue no job names, this reads the whole table (as `wida queues` does).
+const IN_QUEUE = statement('job_in_queue_exists', `SELECT EXISTS (SELECT 1 FROM @.jobs WHERE queue = $1) AS found`);
+
+/** Whether any job (in any state) is in the queue. */
+export async function jobInQueueExists(db: SchemaDb, queue: string): Promise<boolean> {
+  const [row] = await db.rows(IN_QUEUE, [queue]);
+  return row.found === true;
+}
