@@ -12,6 +12,7 @@ import { Completer } from '../src/agent/worker/completer.js';
 import { createPool } from '../src/shared/db/pool.js';
 import { SchemaDb } from '../src/shared/db/sql.js';
 import type { Logger } from '../src/shared/logger.js';
+import { stopWithin } from './support/agents.js';
 import { useTestSchema, waitFor } from './support/database.js';
 import { REPO_ROOT } from './fixtures/children.js';
 import { DatabaseProxy } from './support/proxy.js';
@@ -89,6 +90,32 @@ describe('stop() without a database', () => {
     // query timeout (the lease, or a minute for upkeep).
     expect(proxy.openConnections).toBe(0);
   }, 15_000);
+});
+
+describe('stop() while start() migrates', () => {
+  it('a migrator waiting for the migration lock, the server then silent, is stopped: stop() returns, start() says why, no socket left', async () => {
+    const schema = `${t.schema}_m`;
+    const holder = await t.pool.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock(hashtext($1))', [`wida_migrate:${schema}`]);
+      const { proxy, url } = await DatabaseProxy.start(t.url);
+      proxies.push(proxy);
+      const agent = createAgent({ databaseUrl: url, schema, logger: recordingLogger(), handlers: { x: () => {} } });
+      const started = agent.start().catch((error) => error);
+      await waitFor('the migrator to wait for the lock', async () => {
+        const { rowCount } = await t.pool.query(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'wida migrate' AND wait_event = 'advisory'`);
+        return rowCount === 1 || undefined;
+      });
+      proxy.silence();
+      // Before, stop() waited for start(), and start() for a migrator with no timeout: for ever.
+      expect(await stopWithin(agent, 8_000)).toBe(true);
+      expect(await started).toMatchObject({ code: 'MIGRATION_FAILED', message: expect.stringMatching(/migrator was stopped before it finished/) });
+      await waitFor('every socket to close', () => proxy.openConnections === 0, 5_000);
+    } finally {
+      await holder.query('SELECT pg_advisory_unlock_all()');
+      holder.release();
+    }
+  }, 20_000);
 });
 
 describe('stop() with a healthy database', () => {

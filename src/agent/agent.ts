@@ -146,6 +146,8 @@ export function createAgent(options: AgentOptions): Agent {
   let leaderServices: Service[] = [];
   let state: 'new' | 'starting' | 'running' | 'draining' | 'stopped' = 'new';
   let starting: Promise<void> | undefined;
+  // Stops a migrator that start() is waiting for: it may wait on a lock, or on a server gone silent, for ever.
+  const migrating = new AbortController();
 
   function onControl(payload: string): void {
     let message: ControlMessage;
@@ -194,8 +196,12 @@ export function createAgent(options: AgentOptions): Agent {
     },
 
     async stop() {
-      // Jobs may already run while start() is in flight: a stop then waits for it and drains.
-      if (state === 'starting') await starting?.catch(() => {});
+      // Jobs may already run while start() is in flight: a stop then waits for it and drains. A start still
+      // migrating has run nothing yet: its migrator is stopped, and start() fails saying so.
+      if (state === 'starting') {
+        migrating.abort();
+        await starting?.catch(() => {});
+      }
       if (state !== 'running') return;
       state = 'draining';
       logger.info('agent draining', { agentId: id, running: workers!.runningCount });
@@ -253,8 +259,8 @@ export function createAgent(options: AgentOptions): Agent {
     });
     await checkConnection(jobsPool, databaseUrl);
     if (!(await schemaIsCurrent(jobsPool, schema))) {
-      if (options.migrate === false) await assertSchemaCurrent(databaseUrl, schema);
-      else await migrateUp(databaseUrl, schema);
+      if (options.migrate === false) await assertSchemaCurrent(databaseUrl, schema, migrating.signal);
+      else await migrateUp(databaseUrl, schema, undefined, { signal: migrating.signal });
     }
     pool = createPool(databaseUrl, {
       max: 4,

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { MigrationError, MigrationMismatchError, SchemaTooNewError, ValidationError } from '../errors.js';
-import { unreachable } from './pool.js';
+import { closeConnection, destroySocket, unreachable } from './pool.js';
 import {
   type AppliedMigration,
   migrationLockRelease,
@@ -76,20 +76,43 @@ export interface MigrationStatus {
  * process; the statement in flight or the next one fails instead.
  */
 function migrationClient(connectionString: string): pg.Client {
-  const client = new pg.Client({ connectionString, application_name: 'wida migrate' });
+  // No query timeout: a migration may rightly run long. Keepalive finds a connection dropped on the way.
+  const client = new pg.Client({ connectionString, application_name: 'wida migrate', connectionTimeoutMillis: 10_000, keepAlive: true });
   client.on('error', () => {});
   return client;
 }
 
-/** Connects, or says which database could not be reached (a bare "ECONNREFUSED" named nothing). */
-async function connectMigrationClient(connectionString: string): Promise<pg.Client> {
+/**
+ * Connects, or says which database could not be reached (a bare "ECONNREFUSED" named nothing). Aborting `signal`
+ * closes the connection outright, whatever it waits for (a lock, a server gone silent): the call in progress fails
+ * and the server rolls back a migration's open transaction.
+ */
+async function connectMigrationClient(connectionString: string, signal?: AbortSignal): Promise<pg.Client> {
+  if (signal?.aborted) throw stoppedError(signal.reason);
   const client = migrationClient(connectionString);
+  const cut = () => destroySocket(client);
+  signal?.addEventListener('abort', cut, { once: true });
+  client.once('end', () => signal?.removeEventListener('abort', cut));
   try {
     await client.connect();
   } catch (error) {
-    throw unreachable(connectionString, error);
+    throw signal?.aborted ? stoppedError(error) : unreachable(connectionString, error);
   }
   return client;
+}
+
+function stoppedError(cause: unknown): MigrationError {
+  return new MigrationError('the migrator was stopped before it finished; a migration it had begun is rolled back', { cause });
+}
+
+/** What a migrator call failed with: when it was stopped, that it was stopped, not the closed connection's error. */
+function explained(error: unknown, signal: AbortSignal | undefined): unknown {
+  return signal?.aborted ? stoppedError(error) : error;
+}
+
+/** Ends the migrator's connection, closing it outright when the server does not answer the goodbye within 2 s. */
+function closeMigrationClient(client: pg.Client): Promise<void> {
+  return closeConnection(client, 2_000);
 }
 
 /**
@@ -106,6 +129,8 @@ export interface MigrationLockLimits {
   tries?: number;
   /** a migrator idle this long inside its transaction is ended by the server (default 10 s) */
   idleInTransactionMs?: number;
+  /** stops the migrator: see connectMigrationClient (an agent stopped while it starts) */
+  signal?: AbortSignal;
 }
 
 const LOCK_NOT_AVAILABLE = '55P03';
@@ -122,7 +147,7 @@ async function withMigrationLock<T>(
   { create = true }: { create?: boolean } = {},
 ): Promise<T> {
   validateSchemaName(schema);
-  const client = await connectMigrationClient(connectionString);
+  const client = await connectMigrationClient(connectionString, limits.signal);
   try {
     await migratorSessionLimits(client, { idleInTransactionMs: limits.idleInTransactionMs ?? 10_000, lockMs: limits.migratorWaitMs ?? 60_000 });
     try {
@@ -138,9 +163,11 @@ async function withMigrationLock<T>(
     await migratorLockTimeout(client, limits.tableLockMs ?? 2_000);
     if (create) await migrationsTableCreate(client, schema);
     return await work(client);
+  } catch (error) {
+    throw explained(error, limits.signal);
   } finally {
-    await migrationLockRelease(client, schema).catch(() => {});
-    await client.end();
+    if (!limits.signal?.aborted) await migrationLockRelease(client, schema).catch(() => {});
+    await closeMigrationClient(client);
   }
 }
 
@@ -248,14 +275,21 @@ export async function migrateDown(
  * Every known migration and whether it is applied. Reads only: a schema that does not exist is all pending. A schema
  * migrated by another build is refused (MigrationMismatchError): a list under this build's names would hide it.
  */
-export async function migrationStatus(connectionString: string, schema: string, migrations = loadMigrations()): Promise<MigrationStatus[]> {
+export async function migrationStatus(
+  connectionString: string,
+  schema: string,
+  migrations = loadMigrations(),
+  signal?: AbortSignal,
+): Promise<MigrationStatus[]> {
   validateSchemaName(schema);
-  const client = await connectMigrationClient(connectionString);
+  const client = await connectMigrationClient(connectionString, signal);
   let applied = new Map<number, AppliedMigration>();
   try {
     if (await migrationsTablePresent(client, schema)) applied = await migrationsApplied(client, schema);
+  } catch (error) {
+    throw explained(error, signal);
   } finally {
-    await client.end();
+    await closeMigrationClient(client);
   }
   assertAppliedByThisBuild(applied, migrations, schema);
   const known = migrations.map((m) => ({ version: m.version, name: m.name, appliedAt: applied.get(m.version)?.appliedAt ?? null }));
@@ -288,8 +322,8 @@ export async function schemaIsCurrent(queryable: Queryable, schema: string, migr
 }
 
 /** For an agent started without migrating: refuses a schema that is behind or ahead of this version, or another build's. */
-export async function assertSchemaCurrent(connectionString: string, schema: string): Promise<void> {
-  const status = await migrationStatus(connectionString, schema);
+export async function assertSchemaCurrent(connectionString: string, schema: string, signal?: AbortSignal): Promise<void> {
+  const status = await migrationStatus(connectionString, schema, loadMigrations(), signal);
   const known = latestVersion();
   const newest = Math.max(0, ...status.filter((s) => s.appliedAt).map((s) => s.version));
   if (newest > known) throw new SchemaTooNewError(newest, known);

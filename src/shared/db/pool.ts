@@ -99,7 +99,8 @@ function processId(client: pg.Client): number | undefined {
   return (client as unknown as { processID?: number }).processID ?? undefined;
 }
 
-function destroySocket(client: pg.ClientBase): void {
+/** Closes the client's socket at once: what it waits for fails, and the server ends the session when it notices. */
+export function destroySocket(client: pg.ClientBase): void {
   (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }
 
