@@ -224,10 +224,11 @@ describe('cancelling a claimed job', () => {
     const buffered = await t.client.enqueue({ task: 'buffered_cancel', payload: 'buffered' });
     await waitFor('the second job to be claimed', async () => (await t.client.getJob(buffered.id)).state === 'running');
     await t.client.cancelJob(buffered.id);
-    await sleep(200); // the control message reaches the agent
+    // The agent has room for the marker only once the cancel took the buffered job out (waited for, not a fixed sleep).
+    const marker = await t.client.enqueue({ task: 'buffered_cancel', payload: 'marker' });
+    await waitFor('the marker to be claimed', async () => (await t.client.getJob(marker.id)).state === 'running');
     releaseBlocker.resolve();
     await waitFor('the blocker to complete', async () => (await t.client.getJob(blocker.id)).state === 'completed');
-    const marker = await t.client.enqueue({ task: 'buffered_cancel', payload: 'marker' });
     await waitFor('the marker to complete', async () => (await t.client.getJob(marker.id)).state === 'completed');
     expect(ran).toEqual(['blocker', 'marker']);
     expect((await t.client.getJob(buffered.id)).state).toBe('cancelled');

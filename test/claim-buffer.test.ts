@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ClaimBuffer } from '../src/agent/worker/claim-buffer.js';
 import { Deadlines } from '../src/agent/worker/deadlines.js';
 import type { ClaimedJob } from '../src/shared/db/queries/jobs-runs.js';
@@ -47,21 +47,25 @@ describe('the claim buffer', () => {
 });
 
 describe('one timer for many deadlines', () => {
-  it('calls back for each deadline that passes, earliest first, and never for one deleted', async () => {
-    const expired: string[] = [];
-    let allDone!: () => void;
-    const done = new Promise<void>((resolve) => (allDone = resolve));
-    const deadlines = new Deadlines<string>((key) => {
-      expired.push(key);
-      if (key === 'late') allDone();
-    });
-    deadlines.set('late', 60);
-    deadlines.set('early', 10);
-    deadlines.set('deleted', 5);
-    deadlines.set('middle', 30);
-    deadlines.delete('deleted');
-    await done;
-    expect(expired).toEqual(['early', 'middle', 'late']);
+  it('calls back for each deadline that passes, earliest first, and never for one deleted', () => {
+    // On a clock that moves only when told (setTimeout and performance.now both): with the real one, a process stalled
+    // past all three deadlines (a loaded machine) saw them pass at once, and a timer then calls them back in the order set.
+    vi.useFakeTimers();
+    try {
+      const expired: string[] = [];
+      const deadlines = new Deadlines<string>((key) => expired.push(key));
+      deadlines.set('late', 60);
+      deadlines.set('early', 10);
+      deadlines.set('deleted', 5);
+      deadlines.set('middle', 30);
+      deadlines.delete('deleted');
+      vi.advanceTimersByTime(20);
+      expect(expired).toEqual(['early']);
+      vi.advanceTimersByTime(100);
+      expect(expired).toEqual(['early', 'middle', 'late']);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('arms again for a deadline set from inside the callback', async () => {

@@ -240,7 +240,9 @@ describe('the cron enqueuer (time set by the test)', () => {
     await t.pool.query(`INSERT INTO "${t.schema}".leader (agent_id, term) VALUES ('agent-new', 8)`);
     const errors: string[] = [];
     const logger = { ...silentLogger, error: (_message: string, fields?: Record<string, unknown>) => errors.push(String(fields?.error)) };
-    const fence = { leader: { agentId: 'agent-new', term: 8 }, isCurrent: () => true, idleLimitMs: 300 };
+    // The limit is also the duty transaction's idle limit: at 300 ms, a test process stalled that long between two of
+    // its statements (a loaded machine) had the server end the transaction, and the last tick enqueued nothing.
+    const fence = { leader: { agentId: 'agent-new', term: 8 }, isCurrent: () => true, idleLimitMs: 2_000 };
     const enqueuer = new CronEnqueuer({ pool: t.pool, db: t.db, fence, logger, graceMs: 600_000, now: async () => minutes(3.5) });
     const operator = await t.pool.connect();
     const elector = await t.pool.connect();

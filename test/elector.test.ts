@@ -46,6 +46,20 @@ function candidate(agentId: string, databaseUrl: string, options: Partial<Electo
   return { elector, leads: () => leads, stepDowns };
 }
 
+/**
+ * Waits until the candidate has tried the lock on its connection and lost (its session idles after the try), so that
+ * the connection it will campaign on next is open. A fixed sleep left a slow machine still connecting at the silence.
+ */
+async function campaignedOnItsConnection(agentId: string): Promise<void> {
+  await waitFor(`${agentId} to have campaigned on its connection`, async () => {
+    const { rowCount } = await t.pool.query(
+      `SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle' AND query LIKE '%pg_try_advisory_lock%'`,
+      [`wida leader ${agentId}`],
+    );
+    return rowCount === 1 || undefined;
+  });
+}
+
 async function lockHolders(): Promise<number[]> {
   const { rows } = await t.pool.query(
     `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = hashtext('wida_leader')::oid AND objid = hashtext($1)::oid`,
@@ -61,7 +75,7 @@ describe('the elector', () => {
     const { proxy, url } = await DatabaseProxy.start(t.url);
     cleanups.push(() => proxy.close());
     const b = candidate('B', url);
-    await sleep(600); // B has campaigned on its connection
+    await campaignedOnItsConnection('B');
     proxy.silenceOpen(); // its packets are dropped from now on (a NAT forgot it); new connections still work
     await a.elector.stop();
     await waitFor('B to lead', b.leads, 8_000);
