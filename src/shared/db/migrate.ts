@@ -102,7 +102,7 @@ async function connectMigrationClient(connectionString: string, signal?: AbortSi
 }
 
 function stoppedError(cause: unknown): MigrationError {
-  return new MigrationError('the migrator was stopped before it finished; a migration it had begun is rolled back', { cause });
+  return new MigrationError('the migrator was stopped before it finished; a migration it had not yet committed is rolled back', { cause });
 }
 
 /** What a migrator call failed with: when it was stopped, that it was stopped, not the closed connection's error. */
