@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { cancelJob, dropJob, purgeDead, replayDead, retryJob } from '../src/shared/admin.js';
 import { jobClaimBatch, jobCompleteMany, jobFailMany } from '../src/shared/db/queries/jobs-runs.js';
 import { dagHelpers } from './support/dag.js';
-import { useTestSchema, waitFor } from './support/database.js';
+import { useTestSchema, waitFor, waitUntilBlockedBy } from './support/database.js';
 import { insertJob } from './support/factories.js';
 
 const t = useTestSchema('dagact');
@@ -24,11 +24,7 @@ async function withTwoConnections(body: (holder: pg.PoolClient, waiter: pg.PoolC
   try {
     const [holderPid, waiterPid] = await Promise.all([holder, waiter].map(async (c) => (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number));
     // Deterministic, no sleeps: the waiter's backend is seen waiting for a lock the holder's backend holds.
-    const waitUntilBlocked = () =>
-      waitFor(`backend ${waiterPid} to wait for a lock of backend ${holderPid}`, async () => {
-        const { rows } = await t.pool.query('SELECT $2::integer = ANY(pg_blocking_pids($1::integer)) AS blocked', [waiterPid, holderPid]);
-        return rows[0].blocked as boolean;
-      });
+    const waitUntilBlocked = () => waitUntilBlockedBy(t, holderPid, waiterPid);
     await body(holder, waiter, waitUntilBlocked);
   } finally {
     await holder.query('ROLLBACK').catch(() => {});

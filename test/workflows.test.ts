@@ -16,7 +16,7 @@ import { createClient } from '../src/shared/client.js';
 import type { WorkflowSpec } from '../src/shared/workflow.js';
 import { useAgents } from './support/agents.js';
 import { dagHelpers } from './support/dag.js';
-import { inRolledBackTransaction, useTestSchema, waitFor } from './support/database.js';
+import { inRolledBackTransaction, useTestSchema, waitFor, waitUntilBlockedBy } from './support/database.js';
 import { insertManyJobs } from './support/factories.js';
 
 const t = useTestSchema('dag');
@@ -45,13 +45,6 @@ function poolCheckingDeadlocksAfter(timeout: string): pg.Pool {
 async function survivesDeadlocks(tx: pg.PoolClient): Promise<number> {
   await tx.query(`SET LOCAL deadlock_timeout = '1min'`);
   return (await tx.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-}
-
-async function waitUntilBlockedBy(pid: number): Promise<void> {
-  await waitFor(`a backend to wait for a lock of backend ${pid}`, async () => {
-    const waiting = await t.pool.query('SELECT 1 FROM pg_stat_activity WHERE $1::integer = ANY(pg_blocking_pids(pid))', [pid]);
-    return waiting.rowCount === 1 || undefined;
-  });
 }
 
 async function allCompleted(ids: readonly number[], timeoutMs = 20_000): Promise<void> {
@@ -222,7 +215,7 @@ describe('release in the completing statement', () => {
       const pid = await survivesDeadlocks(tx);
       await jobCompleteMany(t.db.on(tx), [run(d2.id)], null);
       const enqueue = createClient({ pool: enqueuer, schema: t.schema }).enqueue({ task: 'race', queue: 'dl-e', dependsOn: [w.id, d2.id] });
-      await waitUntilBlockedBy(pid); // the enqueue holds w and waits for d2
+      await waitUntilBlockedBy(t, pid); // the enqueue holds w and waits for d2
       expect(await jobCompleteMany(t.db.on(tx), [run(d1.id)], null)).toEqual(new Set([d1.id]));
       await tx.query('COMMIT');
       const enqueued = await enqueue;
@@ -251,7 +244,7 @@ describe('release in the completing statement', () => {
       const pid = await survivesDeadlocks(tx);
       await tx.query(`SELECT 1 FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [w.id]);
       for (const job of claimed) completer.complete(job.id, job.leaseEpoch, undefined, null);
-      await waitUntilBlockedBy(pid);
+      await waitUntilBlockedBy(t, pid);
       await tx.query(`SELECT 1 FROM "${t.schema}".jobs WHERE id = $1 FOR UPDATE`, [d2.id]);
       await tx.query('COMMIT');
     } finally {

@@ -58,6 +58,17 @@ export async function waitFor<T>(what: string, check: () => Promise<T> | T, time
   }
 }
 
+/** Waits until a backend (`waiterPid`, or any) waits for a lock that backend `holderPid` holds: a race set up without sleeps. */
+export async function waitUntilBlockedBy(t: TestSchema, holderPid: number, waiterPid?: number): Promise<void> {
+  await waitFor(`${waiterPid === undefined ? 'a backend' : `backend ${waiterPid}`} to wait for a lock of backend ${holderPid}`, async () => {
+    const { rowCount } = await t.pool.query(
+      'SELECT 1 FROM pg_stat_activity WHERE $1::integer = ANY(pg_blocking_pids(pid)) AND ($2::integer IS NULL OR pid = $2)',
+      [holderPid, waiterPid ?? null],
+    );
+    return rowCount !== null && rowCount > 0;
+  });
+}
+
 /** Counts jobs by state in the test schema. */
 export async function countByState(t: TestSchema): Promise<Record<string, number>> {
   const { rows } = await t.pool.query(`SELECT state, count(*)::int AS n FROM "${t.schema}".jobs GROUP BY state`);
